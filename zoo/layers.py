@@ -1,0 +1,120 @@
+"""Custom Keras layers of the zoo, serializable so `keras.models.load_model` needs no arguments."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PeepholeLSTMCell(keras.layers.Layer):
+    """An LSTM cell with peephole connections (Gers & Schmidhuber 2000), as TF1's
+    `LSTMCell(use_peepholes=True)`: the input and forget gates see c[t-1], the output gate c[t].
+
+    Gate order in `kernel`/`recurrent_kernel`/`bias` is i, f, c, o, as in `keras.layers.LSTMCell`.
+
+    Args:
+        units: size of the hidden and cell state.
+        kernel_regularizer, recurrent_regularizer: optional weight penalties.
+        recurrent_dropout: fraction of the recurrent state dropped at each step while training.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        recurrent_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = units
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
+        self.recurrent_dropout = recurrent_dropout
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        self.kernel = self.add_weight(
+            shape=(features, 4 * self.units),
+            initializer="glorot_uniform",
+            regularizer=self.kernel_regularizer,
+            name="kernel",
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, 4 * self.units),
+            initializer="orthogonal",
+            regularizer=self.recurrent_regularizer,
+            name="recurrent_kernel",
+        )
+
+        def bias_init(shape, dtype=None):  # forget-gate bias 1, as unit_forget_bias in Keras
+            zeros = ops.zeros((self.units,), dtype=dtype)
+            ones = ops.ones((self.units,), dtype=dtype)
+            return ops.concatenate([zeros, ones, zeros, zeros])
+
+        self.bias = self.add_weight(shape=(4 * self.units,), initializer=bias_init, name="bias")
+        self.peephole = self.add_weight(
+            shape=(3, self.units), initializer="zeros", name="peephole"
+        )  # rows: input, forget, output gate
+
+    def call(self, inputs, states, training=False):
+        h_prev, c_prev = states[0], states[1]
+        if training and self.recurrent_dropout > 0:
+            h_prev = keras.random.dropout(
+                h_prev, self.recurrent_dropout, seed=self.seed_generator
+            )
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel) + self.bias
+        zi, zf, zc, zo = ops.split(z, 4, axis=-1)
+        i = ops.sigmoid(zi + self.peephole[0] * c_prev)
+        f = ops.sigmoid(zf + self.peephole[1] * c_prev)
+        c = f * c_prev + i * ops.tanh(zc)
+        o = ops.sigmoid(zo + self.peephole[2] * c)
+        h = o * ops.tanh(c)
+        return h, [h, c]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class AttentionPooling(keras.layers.Layer):
+    """Additive attention pooling over time: a softmax over steps weights the step outputs.
+
+    score[t] = v . tanh(W h[t] + b); output = sum_t softmax(score)[t] * h[t].
+
+    Args:
+        attention_size: width of the scoring layer.
+    """
+
+    def __init__(self, attention_size: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.attention_size = attention_size
+        self.score_hidden = keras.layers.Dense(attention_size, activation="tanh", name="hidden")
+        self.score = keras.layers.Dense(1, use_bias=False, name="score")
+
+    def build(self, input_shape):
+        self.score_hidden.build(input_shape)
+        self.score.build((*input_shape[:-1], self.attention_size))
+
+    def call(self, inputs):
+        weights = ops.softmax(self.score(self.score_hidden(inputs)), axis=1)
+        return ops.sum(weights * inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "attention_size": self.attention_size}

@@ -1,0 +1,129 @@
+"""The `Task` dataclass and the task registry: what a model is trained on.
+
+The trainer and the tuner know a task only through `Task`: arrays for three splits plus the facts
+that the builders (input shape, output kind and size) and `compile` (loss, metrics) need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zoo.registry import Registry
+
+TASKS = Registry("task")
+
+OUTPUT_KINDS = ("classification", "sequence_classification", "regression", "sequence_regression")
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message is one line that says what is wrong and where."""
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """Data splits and the facts a model needs to be built, compiled, trained and evaluated.
+
+    `w_*` are optional per-sample (or per-time-step) weights: a weight of 0 excludes a target from
+    the loss and from every metric (the echo task uses it for the steps that cannot be known).
+    `info` holds task-specific facts worth saving with a run (normalisation statistics, baselines).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    output_kind: str
+    num_outputs: int
+    class_names: tuple[str, ...] | None = None
+    w_train: np.ndarray | None = None
+    w_val: np.ndarray | None = None
+    w_test: np.ndarray | None = None
+    epochs: int = 20
+    batch_size: int = 64
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(
+                f"output_kind must be one of {', '.join(OUTPUT_KINDS)}. "
+                f"Received: output_kind={self.output_kind!r}"
+            )
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim != 3 or len(x) != len(y):
+                raise DataError(
+                    f"{self.name}: x_{split} must be (samples, steps, features) with one target a "
+                    f"sample. Received: x_{split}.shape={x.shape}, y_{split}.shape={y.shape}"
+                )
+            if x.shape[2:] != self.x_train.shape[2:]:
+                raise DataError(
+                    f"{self.name}: every split needs {self.x_train.shape[2]} features a step. "
+                    f"Received: x_{split}.shape={x.shape}"
+                )
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """(steps, features) of one sample."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def is_classification(self) -> bool:
+        return self.output_kind.endswith("classification")
+
+    @property
+    def loss(self) -> str:
+        return "sparse_categorical_crossentropy" if self.is_classification else "mse"
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("accuracy",) if self.is_classification else ("mae",)
+
+    @property
+    def objective(self) -> tuple[str, str]:
+        """The validation quantity to select on and its direction: ("val_accuracy", "max")."""
+        return ("val_accuracy", "max") if self.is_classification else ("val_loss", "min")
+
+    @property
+    def headline(self) -> str:
+        """The test figure a run reports first: accuracy, or MSE for regression."""
+        return "accuracy" if self.is_classification else "mse"
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(x, y, weights) of split "train", "val" or "test"."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"w_{name}")
+
+
+def get_task(name: str, **options) -> Task:
+    """Build the task registered as `name`; options left as None keep the task's defaults."""
+    options = {k: v for k, v in options.items() if v is not None}
+    return TASKS.get(name)(**options)
+
+
+def list_tasks(pattern: str | None = None) -> list[str]:
+    """Sorted task names, filtered by an fnmatch glob."""
+    return TASKS.list(pattern)
+
+
+def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffle indices 0..n-1 with `seed`; return (kept, held out) with `fraction` held out."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_out = max(1, int(round(n * fraction)))
+    return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def standardize(x_train: np.ndarray, *others: np.ndarray):
+    """Per-channel standardisation fitted on `x_train` only, applied to every array given.
+
+    Returns the standardised arrays (train first) and the `(mean, std)` lists that were used.
+    """
+    mean = x_train.mean(axis=(0, 1), dtype=np.float64)
+    std = x_train.std(axis=(0, 1), dtype=np.float64)
+    std[std == 0] = 1.0
+    scaled = [((x - mean) / std).astype(np.float32) for x in (x_train, *others)]
+    return scaled, (mean.tolist(), std.tolist())

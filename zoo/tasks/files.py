@@ -1,0 +1,185 @@
+"""Tasks read from real data sets: scikit-learn's digits, MNIST, and the user's own `.npz` file."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from zoo.tasks.base import TASKS, DataError, Task, split_off, standardize
+
+
+@TASKS.register
+def digits(*, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0) -> Task:
+    """scikit-learn's 8x8 handwritten digits read row by row: 8 steps x 8 features, 10 classes.
+
+    Ships with scikit-learn, so it needs no download. Stratified test split, then a validation
+    split carved from the rest.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int32)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=seed
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_fraction, stratify=y_rest, random_state=seed
+    )
+    return Task(
+        name="digits",
+        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        output_kind="classification",
+        num_outputs=10,
+        class_names=tuple(str(i) for i in range(10)),
+        epochs=60,
+        batch_size=32,
+    )  # fmt: skip
+
+
+def _load_npz(path, kind: str) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` file, with a one-line `DataError` for a missing or corrupt file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{kind}: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{kind}: {path} is not a readable .npz file ({err})") from None
+
+
+@TASKS.register
+def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Task:
+    """MNIST read row by row: 28 steps x 28 features, 10 classes.
+
+    Without `data`, `keras.datasets.mnist.load_data()` downloads it once; `data` may name an
+    `.npz` file in the same format (x_train, y_train, x_test, y_test).
+    """
+    if data is None:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    else:
+        arrays = _load_npz(data, "mnist")
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+        if missing:
+            raise DataError(f"mnist: {data} lacks {', '.join(sorted(missing))}")
+        x_train, y_train = arrays["x_train"], arrays["y_train"]
+        x_test, y_test = arrays["x_test"], arrays["y_test"]
+    if x_train.ndim != 3 or x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"mnist: images must be (samples, rows, columns). "
+            f"Received: x_train.shape={x_train.shape}, x_test.shape={x_test.shape}"
+        )
+    if not 0 < val_size < len(x_train):
+        raise ValueError(f"val_size must be in 1..{len(x_train) - 1}. Received: {val_size}")
+    x_train, x_test = (x_train / 255.0).astype(np.float32), (x_test / 255.0).astype(np.float32)
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+    fit = slice(0, len(x_train) - val_size)
+    val = slice(len(x_train) - val_size, None)
+    return Task(
+        name="mnist",
+        x_train=x_train[fit], y_train=y_train[fit],
+        x_val=x_train[val], y_val=y_train[val],
+        x_test=x_test, y_test=y_test,
+        output_kind="classification",
+        num_outputs=10,
+        class_names=tuple(str(i) for i in range(10)),
+        epochs=20,
+        batch_size=128,
+    )  # fmt: skip
+
+
+def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
+    """Output kind and size read off the targets: integers classify, floats regress."""
+    if np.issubdtype(y.dtype, np.integer) or y.dtype == bool:
+        if y.ndim == 1:
+            return "classification", int(y.max()) + 1
+        if y.ndim == 2 and y.shape[1] == steps:
+            return "sequence_classification", int(y.max()) + 1
+    elif np.issubdtype(y.dtype, np.floating):
+        if y.ndim == 1:
+            return "regression", 1
+        if y.ndim == 2:
+            return "regression", y.shape[1]
+        if y.ndim == 3 and y.shape[1] == steps:
+            return "sequence_regression", y.shape[2]
+    raise DataError(
+        f"npz: {name} must be integer labels (samples,) or (samples, steps) or float targets "
+        f"(samples,), (samples, outputs) or (samples, steps, outputs). "
+        f"Received: {name}.shape={y.shape}, dtype={y.dtype}"
+    )
+
+
+@TASKS.register
+def npz(
+    *,
+    data: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    standardize_inputs: bool = True,
+    seed: int = 0,
+) -> Task:
+    """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val optional).
+
+    X is (samples, steps, features) or (samples, steps). Integer y means classification (a label
+    per sample, or per step when y is (samples, steps)); float y means regression. Without
+    X_val/y_val, `val_fraction` of the training windows are held out at random with `seed`.
+    Inputs are standardised per feature with statistics from the training split only.
+    """
+    if data is None:
+        raise DataError("npz: give the file with --data PATH (or data=PATH)")
+    arrays = {k.lower(): v for k, v in _load_npz(data, "npz").items()}
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+    if missing:
+        raise DataError(
+            f"npz: {data} lacks {', '.join(sorted(missing))}; it holds {', '.join(sorted(arrays))}"
+        )
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        raise DataError(f"npz: {data} must hold both X_val and y_val, or neither")
+    if "x_val" not in arrays:
+        fit, val = split_off(len(arrays["x_train"]), val_fraction, seed)
+        x, y = arrays["x_train"], arrays["y_train"]
+        arrays.update(x_train=x[fit], y_train=y[fit], x_val=x[val], y_val=y[val])
+    for split in ("train", "val", "test"):
+        x = arrays[f"x_{split}"]
+        if x.ndim == 2:
+            x = x[..., None]
+        if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+            raise DataError(
+                f"npz: X_{split} must be numbers shaped (samples, steps, features). "
+                f"Received: shape={arrays[f'x_{split}'].shape}, dtype={x.dtype}"
+            )
+        arrays[f"x_{split}"] = x.astype(np.float32)
+    steps = arrays["x_train"].shape[1]
+    kind, size = _npz_output(arrays["y_train"], steps, "y_train")
+    for split in ("val", "test"):
+        if _npz_output(arrays[f"y_{split}"], steps, f"y_{split}")[0] != kind:
+            raise DataError(f"npz: y_{split} is not the same kind of target as y_train ({kind})")
+    info = {"source": str(data)}
+    if kind.endswith("classification"):
+        labels = np.concatenate([arrays[f"y_{s}"].ravel() for s in ("train", "val", "test")])
+        if labels.min() < 0:
+            raise DataError(f"npz: labels must be 0 or more. Received: min label {labels.min()}")
+        size = int(labels.max()) + 1
+    for split in ("train", "val", "test"):
+        dtype = np.int32 if kind.endswith("classification") else np.float32
+        arrays[f"y_{split}"] = arrays[f"y_{split}"].astype(dtype)
+    if standardize_inputs:
+        (xtr, xva, xte), (mean, std) = standardize(
+            arrays["x_train"], arrays["x_val"], arrays["x_test"]
+        )
+        arrays.update(x_train=xtr, x_val=xva, x_test=xte)
+        info.update(mean=mean, std=std)
+    return Task(
+        name="npz",
+        **{k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")},
+        output_kind=kind,
+        num_outputs=size,
+        class_names=tuple(str(i) for i in range(size)) if kind.endswith("classification") else None,
+        info=info,
+    )

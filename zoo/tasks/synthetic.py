@@ -1,0 +1,182 @@
+"""Synthetic sequence tasks from the classic RNN tutorials, seeded and generated in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.tasks.base import TASKS, Task
+
+
+def _check_positive(**values):
+    for key, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{key} must be a positive integer. Received: {key}={value!r}")
+
+
+def _chronological(n: int, val_fraction: float, test_fraction: float) -> tuple[slice, ...]:
+    """Train, validation and test slices of 0..n-1, in time order (no window crosses a split)."""
+    n_test = max(1, int(n * test_fraction))
+    n_val = max(1, int(n * val_fraction))
+    return slice(0, n - n_val - n_test), slice(n - n_val - n_test, n - n_test), slice(n - n_test, n)
+
+
+@TASKS.register
+def echo(
+    *, series_length: int = 50_000, window: int = 15, echo_step: int = 3, seed: int = 0
+) -> Task:
+    """Echo-RNN: a random bit stream; the target is the input `echo_step` steps earlier.
+
+    The stream is cut into consecutive windows (80/10/10 in time order). Within a window the
+    first `echo_step` targets depend on the previous window, so they carry weight 0: loss and
+    accuracy count only the steps that can be known (t >= echo_step).
+    """
+    _check_positive(series_length=series_length, window=window, echo_step=echo_step)
+    if echo_step >= window:
+        raise ValueError(f"echo_step must be below window={window}. Received: echo_step={echo_step}")
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(0, 2, size=series_length)
+    target = np.concatenate([np.zeros(echo_step, dtype=stream.dtype), stream[:-echo_step]])
+    n = series_length // window
+    x = stream[: n * window].reshape(n, window, 1).astype(np.float32)
+    y = target[: n * window].reshape(n, window).astype(np.int32)
+    w = np.ones((n, window), dtype=np.float32)
+    w[:, :echo_step] = 0.0
+    tr, va, te = _chronological(n, 0.1, 0.1)
+    return Task(
+        name="echo",
+        x_train=x[tr], y_train=y[tr], w_train=w[tr],
+        x_val=x[va], y_val=y[va], w_val=w[va],
+        x_test=x[te], y_test=y[te], w_test=w[te],
+        output_kind="sequence_classification",
+        num_outputs=2,
+        class_names=("0", "1"),
+        epochs=10,
+        batch_size=32,
+        info={"echo_step": echo_step, "window": window, "series_length": series_length},
+    )  # fmt: skip
+
+
+@TASKS.register
+def count_ones(
+    *, length: int = 20, train_size: int = 10_000, val_size: int = 1_000, seed: int = 0
+) -> Task:
+    """Count the ones: every binary string of `length` bits; the target is how many bits are set.
+
+    All 2**length strings are shuffled with the seed; the first `train_size` are for training
+    (of which `val_size` are held out for validation) and every other string is the test set:
+    1 038 576 strings with the defaults.
+    """
+    _check_positive(length=length, train_size=train_size, val_size=val_size)
+    total = 2**length
+    if train_size >= total or val_size >= train_size:
+        raise ValueError(
+            f"need val_size < train_size < 2**length={total}. "
+            f"Received: train_size={train_size}, val_size={val_size}"
+        )
+    numbers = np.random.default_rng(seed).permutation(total)
+    bits = ((numbers[:, None] >> np.arange(length - 1, -1, -1)) & 1).astype(np.float32)
+    x = bits[..., None]
+    y = bits.sum(axis=1).astype(np.int32)
+    fit, val = slice(0, train_size - val_size), slice(train_size - val_size, train_size)
+    test = slice(train_size, total)
+    return Task(
+        name="count_ones",
+        x_train=x[fit], y_train=y[fit],
+        x_val=x[val], y_val=y[val],
+        x_test=x[test], y_test=y[test],
+        output_kind="classification",
+        num_outputs=length + 1,
+        class_names=tuple(str(i) for i in range(length + 1)),
+        epochs=60,
+        batch_size=32,
+        info={"length": length},
+    )  # fmt: skip
+
+
+def sine_curve(t: np.ndarray) -> np.ndarray:
+    """The tutorial's signal: t*sin(t)/3 + 2*sin(5t)."""
+    return t * np.sin(t) / 3 + 2 * np.sin(5 * t)
+
+
+@TASKS.register
+def sine(
+    *,
+    steps: int = 20,
+    train_size: int = 5_000,
+    val_size: int = 500,
+    test_size: int = 1_000,
+    t_max: float = 30.0,
+    resolution: float = 0.1,
+    seed: int = 0,
+) -> Task:
+    """Sine-like next-step prediction: predict y(t+0.1) at each of `steps` steps of t*sin(t)/3+2*sin(5t).
+
+    As in the tutorial, each window starts at a random real time in [0, t_max - (steps+1)*0.1];
+    the three splits are independent draws. Targets are the inputs moved one step ahead.
+    """
+    _check_positive(steps=steps, train_size=train_size, val_size=val_size, test_size=test_size)
+    rng = np.random.default_rng(seed)
+    offsets = np.arange(steps + 1) * resolution
+    span = t_max - offsets[-1]
+    if span <= 0:
+        raise ValueError(f"t_max must exceed (steps+1)*resolution. Received: t_max={t_max}")
+
+    def draw(n):
+        t = rng.uniform(0, span, size=(n, 1)) + offsets
+        series = sine_curve(t).astype(np.float32)
+        return series[:, :-1, None], series[:, 1:, None]
+
+    (xtr, ytr), (xva, yva), (xte, yte) = draw(train_size), draw(val_size), draw(test_size)
+    return Task(
+        name="sine",
+        x_train=xtr, y_train=ytr, x_val=xva, y_val=yva, x_test=xte, y_test=yte,
+        output_kind="sequence_regression",
+        num_outputs=1,
+        epochs=40,
+        batch_size=50,
+        info={
+            "persistence_mse_val": float(np.mean((yva - xva) ** 2)),
+            "persistence_mse_test": float(np.mean((yte - xte) ** 2)),
+            "resolution": resolution,
+        },
+    )  # fmt: skip
+
+
+@TASKS.register
+def random_walk(
+    *, length: int = 5_000, steps: int = 20, horizon: int = 1, seed: int = 0
+) -> Task:
+    """Random-walk forecasting: from the last `steps` values predict the next `horizon` values.
+
+    A seeded Gaussian random walk (unit steps), split 70/15/15 in time order. Each window is
+    expressed relative to its last value (inputs and targets minus it), so predicting 0 is the
+    persistence forecast "tomorrow = today", the best possible predictor for a true random walk.
+    """
+    _check_positive(length=length, steps=steps, horizon=horizon)
+    if length < 10 * (steps + horizon):
+        raise ValueError(
+            f"length must be at least 10*(steps+horizon)={10 * (steps + horizon)}. "
+            f"Received: length={length}"
+        )
+    walk = np.cumsum(np.random.default_rng(seed).normal(size=length)).astype(np.float32)
+    idx = np.arange(length - steps - horizon + 1)[:, None]
+    windows = walk[idx + np.arange(steps + horizon)]
+    anchor = windows[:, steps - 1 : steps]
+    x = (windows[:, :steps] - anchor)[..., None]
+    y = windows[:, steps:] - anchor
+    tr, va, te = _chronological(len(x), 0.15, 0.15)
+    gap = steps + horizon - 1  # drop windows that overlap the previous split
+    va, te = slice(va.start + gap, va.stop), slice(te.start + gap, te.stop)
+    return Task(
+        name="random_walk",
+        x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va], x_test=x[te], y_test=y[te],
+        output_kind="regression",
+        num_outputs=horizon,
+        epochs=30,
+        batch_size=64,
+        info={
+            "persistence_mse_val": float(np.mean(y[va] ** 2)),
+            "persistence_mse_test": float(np.mean(y[te] ** 2)),
+            "test_anchor": anchor[te, 0].tolist(),
+        },
+    )  # fmt: skip
