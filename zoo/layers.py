@@ -66,9 +66,7 @@ class PeepholeLSTMCell(keras.layers.Layer):
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
         if training and self.recurrent_dropout > 0:
-            h_prev = keras.random.dropout(
-                h_prev, self.recurrent_dropout, seed=self.seed_generator
-            )
+            h_prev = keras.random.dropout(h_prev, self.recurrent_dropout, seed=self.seed_generator)
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel) + self.bias
         zi, zf, zc, zo = ops.split(z, 4, axis=-1)
         i = ops.sigmoid(zi + self.peephole[0] * c_prev)

@@ -147,18 +147,42 @@ def recurrent_model(
         "input_shape must be (steps, features) with positive integers (steps may be None)",
         input_shape=input_shape,
     )  # fmt: skip
-    _check(_positive_int(num_outputs), "num_outputs must be a positive integer", num_outputs=num_outputs)
-    _check(output_kind in OUTPUT_KINDS, f"output_kind must be one of {OUTPUT_KINDS}", output_kind=output_kind)
+    _check(
+        _positive_int(num_outputs),
+        "num_outputs must be a positive integer",
+        num_outputs=num_outputs,
+    )
+    _check(
+        output_kind in OUTPUT_KINDS,
+        f"output_kind must be one of {OUTPUT_KINDS}",
+        output_kind=output_kind,
+    )
     _check(cell in CELLS, f"cell must be one of {CELLS}", cell=cell)
     _check(_positive_int(units), "units must be a positive integer", units=units)
     _check(_positive_int(depth), "depth must be a positive integer", depth=depth)
     _check(_fraction(dropout), "dropout must be in [0, 1)", dropout=dropout)
-    _check(_fraction(recurrent_dropout), "recurrent_dropout must be in [0, 1)", recurrent_dropout=recurrent_dropout)
+    _check(
+        _fraction(recurrent_dropout),
+        "recurrent_dropout must be in [0, 1)",
+        recurrent_dropout=recurrent_dropout,
+    )
     _check(isinstance(l2, numbers.Real) and l2 >= 0, "l2 must be a number >= 0", l2=l2)
-    _check(pooling in ("last", "average", "attention"), "pooling must be last, average or attention", pooling=pooling)
-    _check(isinstance(conv_layers, numbers.Integral) and conv_layers >= 0, "conv_layers must be an integer >= 0", conv_layers=conv_layers)
+    _check(
+        pooling in ("last", "average", "attention"),
+        "pooling must be last, average or attention",
+        pooling=pooling,
+    )
+    _check(
+        isinstance(conv_layers, numbers.Integral) and conv_layers >= 0,
+        "conv_layers must be an integer >= 0",
+        conv_layers=conv_layers,
+    )
     _check(_positive_int(filters), "filters must be a positive integer", filters=filters)
-    _check(_positive_int(kernel_size), "kernel_size must be a positive integer", kernel_size=kernel_size)
+    _check(
+        _positive_int(kernel_size),
+        "kernel_size must be a positive integer",
+        kernel_size=kernel_size,
+    )
     _check(_positive_int(attention_size), "attention_size must be a positive integer", attention_size=attention_size)  # fmt: skip
 
     per_step = output_kind.startswith("sequence")
@@ -197,90 +221,212 @@ def recurrent_model(
 
 
 @MODELS.register
-def rnn(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-        dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="rnn"):
+def rnn(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="rnn",
+):
     """Vanilla RNN (SimpleRNN, tanh), the tutorials' BasicRNN; stack it with depth."""
     return recurrent_model(input_shape, num_outputs, cell="rnn", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-         dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="lstm"):
+def lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="lstm",
+):
     """LSTM (Hochreiter & Schmidhuber 1997); stack it with depth."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def gru(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-        dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="gru"):
+def gru(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="gru",
+):
     """GRU (Cho et al. 2014), a lighter gated cell; stack it with depth."""
     return recurrent_model(input_shape, num_outputs, cell="gru", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
 @_bidirectional
-def birnn(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-          dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="birnn"):
+def birnn(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="birnn",
+):
     """Bidirectional vanilla RNN: one SimpleRNN reads forwards, one backwards, outputs joined."""
     return recurrent_model(input_shape, num_outputs, cell="rnn", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
 @_bidirectional
-def bilstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-           dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="bilstm"):
+def bilstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="bilstm",
+):
     """Bidirectional LSTM: one LSTM reads forwards, one backwards, outputs joined."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
 @_bidirectional
-def bigru(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-          dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="bigru"):
+def bigru(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="bigru",
+):
     """Bidirectional GRU: one GRU reads forwards, one backwards, outputs joined."""
     return recurrent_model(input_shape, num_outputs, cell="gru", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def stacked_lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=2,
-                 dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="stacked_lstm"):
+def stacked_lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=2,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="stacked_lstm",
+):
     """Two-layer stacked LSTM, the HAR tutorial's model (`lstm` with depth 2)."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def deep_lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=4,
-              dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="deep_lstm"):
+def deep_lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=4,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="deep_lstm",
+):
     """Four-layer LSTM, the tutorials' multi-layer RNN (`lstm` with depth 4)."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def peephole_lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-                  dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="peephole_lstm"):
+def peephole_lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="peephole_lstm",
+):
     """LSTM with peephole connections: the gates also see the cell state (TF1 use_peepholes)."""
     return recurrent_model(input_shape, num_outputs, cell="peephole", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def conv_lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=2,
-              dropout=0.0, recurrent_dropout=0.0, l2=0.0, conv_layers=2, filters=64,
-              kernel_size=5, name="conv_lstm"):
+def conv_lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=2,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    conv_layers=2,
+    filters=64,
+    kernel_size=5,
+    name="conv_lstm",
+):
     """DeepConvLSTM-style: causal Conv1D feature extractor, then a stacked LSTM."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", conv_layers=conv_layers, filters=filters, kernel_size=kernel_size, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
-def attention_lstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=1,
-                   dropout=0.0, recurrent_dropout=0.0, l2=0.0, attention_size=64,
-                   name="attention_lstm"):
+def attention_lstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=1,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    attention_size=64,
+    name="attention_lstm",
+):
     """LSTM with attention pooling over all time steps instead of the last output."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", pooling="attention", attention_size=attention_size, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
 
 
 @MODELS.register
 @_bidirectional
-def res_bilstm(input_shape, num_outputs, *, output_kind="classification", units=64, depth=2,
-               dropout=0.0, recurrent_dropout=0.0, l2=0.0, name="res_bilstm"):
+def res_bilstm(
+    input_shape,
+    num_outputs,
+    *,
+    output_kind="classification",
+    units=64,
+    depth=2,
+    dropout=0.0,
+    recurrent_dropout=0.0,
+    l2=0.0,
+    name="res_bilstm",
+):
     """Stacked bidirectional LSTM with residual connections between layers, average-pooled."""
     return recurrent_model(input_shape, num_outputs, cell="lstm", bidirectional=True, residual=True, pooling="average", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip

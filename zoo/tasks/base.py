@@ -28,6 +28,8 @@ class Task:
 
     `w_*` are optional per-sample (or per-time-step) weights: a weight of 0 excludes a target from
     the loss and from every metric (the echo task uses it for the steps that cannot be known).
+    `causal` marks tasks whose targets are later inputs (next-step prediction): a model that reads
+    the sequence backwards would see the answers there, so such models are refused.
     `info` holds task-specific facts worth saving with a run (normalisation statistics, baselines).
     """
 
@@ -46,6 +48,7 @@ class Task:
     w_test: np.ndarray | None = None
     epochs: int = 20
     batch_size: int = 64
+    causal: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

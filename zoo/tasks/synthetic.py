@@ -32,7 +32,9 @@ def echo(
     """
     _check_positive(series_length=series_length, window=window, echo_step=echo_step)
     if echo_step >= window:
-        raise ValueError(f"echo_step must be below window={window}. Received: echo_step={echo_step}")
+        raise ValueError(
+            f"echo_step must be below window={window}. Received: echo_step={echo_step}"
+        )
     rng = np.random.default_rng(seed)
     stream = rng.integers(0, 2, size=series_length)
     target = np.concatenate([np.zeros(echo_step, dtype=stream.dtype), stream[:-echo_step]])
@@ -134,6 +136,7 @@ def sine(
         num_outputs=1,
         epochs=40,
         batch_size=50,
+        causal=True,
         info={
             "persistence_mse_val": float(np.mean((yva - xva) ** 2)),
             "persistence_mse_test": float(np.mean((yte - xte) ** 2)),
@@ -143,9 +146,7 @@ def sine(
 
 
 @TASKS.register
-def random_walk(
-    *, length: int = 5_000, steps: int = 20, horizon: int = 1, seed: int = 0
-) -> Task:
+def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed: int = 0) -> Task:
     """Random-walk forecasting: from the last `steps` values predict the next `horizon` values.
 
     A seeded Gaussian random walk (unit steps), split 70/15/15 in time order. Each window is

@@ -1,0 +1,89 @@
+"""PNG plots of a run: training curves, confusion matrix, forecasts, echo bars (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: dict[str, list[float]], path: Path) -> Path:
+    """Loss and each metric, train against validation, one panel each."""
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set(xlabel="epoch", ylabel=name, title=name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusion matrix") -> Path:
+    """The confusion matrix with class names, drawn by scikit-learn."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(5.0, 0.55 * len(class_names) + 3)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
+        ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d"
+    )
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def sequence_forecast(x, y, y_pred, path: Path, windows: int = 3) -> Path:
+    """Next-step prediction on a few test windows: inputs, targets and predictions over time."""
+    fig, axes = plt.subplots(1, windows, figsize=(5 * windows, 3.4), squeeze=False)
+    for ax, i in zip(axes[0], range(min(windows, len(x))), strict=False):
+        steps = np.arange(x.shape[1])
+        ax.plot(steps, x[i, :, 0], "o-", ms=3, alpha=0.5, label="input")
+        ax.plot(
+            steps + 1, y[i].reshape(len(steps), -1)[:, 0], "bo", ms=5, mfc="none", label="target"
+        )
+        ax.plot(steps + 1, y_pred[i].reshape(len(steps), -1)[:, 0], "r.", ms=6, label="prediction")
+        ax.set(xlabel="step", title=f"test window {i}")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def series_forecast(
+    actual, predicted, path: Path, baseline=None, title="Forecast vs actual"
+) -> Path:
+    """One-step-ahead forecasts along the test span, with the persistence forecast if given."""
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.plot(actual, "k-", lw=1.2, label="actual")
+    ax.plot(predicted, "r-", lw=1, alpha=0.8, label="forecast")
+    if baseline is not None:
+        ax.plot(baseline, "b--", lw=0.8, alpha=0.6, label="persistence")
+    ax.set(xlabel="test step", title=title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) -> Path:
+    """Input, target and predicted bits of a few echo windows as bars, row by row."""
+    fig, axes = plt.subplots(windows, 3, figsize=(12, 1.6 * windows), squeeze=False)
+    for row in range(min(windows, len(x))):
+        for col, (values, label) in enumerate(
+            [(x[row, :, 0], "input"), (y[row], "target"), (y_pred[row], "prediction")]
+        ):
+            ax = axes[row][col]
+            colors = ["0.7" if t < echo_step else "C0" for t in range(len(values))]
+            ax.bar(np.arange(len(values)), values, color=colors)
+            ax.set(ylim=(0, 1.1), yticks=[], title=f"{label} (window {row})")
+    return _save(fig, path)

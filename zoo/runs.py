@@ -1,0 +1,84 @@
+"""Run folders: resolving a configuration, and writing what a run leaves behind."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+from zoo.models import MODELS, looks_ahead
+from zoo.tasks.base import TASKS, Task
+
+TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "patience", "seed")
+
+
+def model_keys(model: str) -> list[str]:
+    """The hyperparameters a registered builder takes (its keyword-only arguments)."""
+    params = inspect.signature(MODELS.get(model)).parameters.values()
+    return [
+        p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("output_kind", "name")
+    ]
+
+
+def task_takes_data(task: str) -> bool:
+    """True when the task reads a file given with --data."""
+    return "data" in inspect.signature(TASKS.get(task)).parameters
+
+
+def check_pairing(task: Task, model: str) -> None:
+    """Refuse a model that would read a causal task's answers from later inputs."""
+    if task.causal and looks_ahead(model):
+        allowed = [m for m in MODELS.list() if not looks_ahead(m)]
+        raise ValueError(
+            f"model {model!r} reads sequences backwards, so on task {task.name!r} (next-step "
+            f"prediction) it would see the targets. Use one of: {', '.join(allowed)}"
+        )
+
+
+def write_json(path: str | os.PathLike, data) -> None:
+    """Write JSON through a temporary file and a rename, so the file is never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide whether a run can be repeated."""
+    import keras
+    import numpy
+
+    import zoo
+
+    found = {
+        "python": platform.python_version(),
+        "zoo": zoo.__version__,
+        "keras": keras.__version__,
+    }
+    found["backend"] = keras.backend.backend()
+    found["numpy"] = numpy.__version__
+    if found["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        found["tensorflow"] = tf.__version__
+    found["machine"] = f"{platform.machine()}, {os.cpu_count()} cpus"
+    return found
+
+
+def task_facts(task: Task) -> dict:
+    """The task's description worth saving with a run (short info values only)."""
+    info = {k: v for k, v in task.info.items() if not (isinstance(v, list) and len(v) > 64)}
+    return {
+        "name": task.name,
+        "output_kind": task.output_kind,
+        "num_outputs": task.num_outputs,
+        "input_shape": list(task.input_shape),
+        "class_names": list(task.class_names) if task.class_names else None,
+        "samples": {s: int(len(task.split(s)[0])) for s in ("train", "val", "test")},
+        "info": info,
+    }

@@ -1,0 +1,299 @@
+"""`python -m zoo.train TASK MODEL`: train a zoo model on a task, evaluate it, save a run folder.
+
+The run folder holds config.json (written before training), model.keras (best validation
+weights), history.csv, metrics.json, PNG plots and TensorBoard logs in tb/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from zoo.cli import Parser, non_negative_float, positive_int
+from zoo.registry import UnknownNameError
+from zoo.training import OPTIMIZERS
+
+DEFAULTS = {"optimizer": "adam", "patience": 10, "seed": 0}
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="python -m zoo.train",
+        description="Train a zoo model on a task, evaluate it on the test split and save a run "
+        "folder (config, best model, history, metrics, plots, TensorBoard logs).",
+        epilog="Examples: python -m zoo.train har lstm | python -m zoo.train echo gru --epochs 5 | "
+        "python -m zoo.train har --hparams best_hparams.json | python -m zoo.train --list",
+    )
+    p.add_argument("task", nargs="?", help="task name (see --list)")
+    p.add_argument("model", nargs="?", help="model name (see --list); may come from --hparams")
+    p.add_argument("--list", action="store_true", help="list models and tasks, then exit")
+    own = "the task's own"
+    mine = "the model's own"
+    p.add_argument("--epochs", type=positive_int, help=f"most epochs (default: {own})")
+    p.add_argument("--batch-size", type=positive_int, help=f"batch size (default: {own})")
+    p.add_argument(
+        "--units", type=positive_int, help=f"units a recurrent layer (default: {mine}, 64)"
+    )
+    p.add_argument("--depth", type=positive_int, help=f"recurrent layers (default: {mine})")
+    p.add_argument(
+        "--dropout", type=float, help=f"dropout after each recurrent layer (default: {mine}, 0)"
+    )
+    p.add_argument(
+        "--recurrent-dropout",
+        type=float,
+        help=f"dropout on the recurrent state (default: {mine}, 0)",
+    )
+    p.add_argument(
+        "--l2", type=non_negative_float, help=f"L2 penalty on kernels (default: {mine}, 0)"
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        help=f"optimizer (default: {DEFAULTS['optimizer']})",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, help="learning rate (default: the optimizer's own)"
+    )
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        help=f"epochs without validation gain before stopping (default: {DEFAULTS['patience']})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        help=f"seed for data shuffling, initialisation and dropout (default: {DEFAULTS['seed']})",
+    )
+    p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument("--out", help="run folder (default: runs/<task>-<model>-<timestamp>)")
+    p.add_argument(
+        "--hparams",
+        help="JSON of hyperparameters, e.g. a tuning job's best_hparams.json; flags given here override it",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="one line an epoch instead of a progress bar"
+    )
+    return p  # fmt: skip
+
+
+def list_everything() -> str:
+    """Models and tasks with their one-line descriptions."""
+    from zoo import MODELS, TASKS
+
+    lines = ["Models:"]
+    lines += [f"  {n:<16} {MODELS.describe(n)}" for n in MODELS.list()]
+    lines += ["Tasks:"]
+    lines += [f"  {n:<16} {TASKS.describe(n)}" for n in TASKS.list()]
+    return "\n".join(lines)
+
+
+def read_hparams(path: str) -> dict:
+    """The hyperparameters in a JSON file (an object of names to values)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--hparams: no such file: {path}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--hparams: {path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--hparams: {path} must hold a JSON object of names to values")
+    return data.get("hyperparameters", data)
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    """One configuration from --hparams, then the flags: model, task, model and training keys."""
+    from zoo import MODELS, TASKS
+    from zoo.runs import TRAINING_KEYS, model_keys, task_takes_data
+
+    config = read_hparams(args.hparams) if args.hparams else {}
+    flags = {k: v for k, v in vars(args).items() if v is not None}
+    config.update({k: v for k, v in flags.items() if k not in ("list", "quiet", "hparams")})
+    if not config.get("task"):
+        raise ValueError("give a TASK (see --list)")
+    TASKS.get(config["task"])
+    if not config.get("model"):
+        raise ValueError("give a MODEL, or --hparams with a 'model' entry (see --list)")
+    MODELS.get(config["model"])
+    if config.get("data") and not task_takes_data(config["task"]):
+        raise ValueError(f"task {config['task']!r} reads no file; drop --data")
+    allowed = {"task", "model", "data", "out", *TRAINING_KEYS, *model_keys(config["model"])}
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(
+            f"model {config['model']!r} takes no {', '.join(unknown)}; "
+            f"it takes {', '.join(model_keys(config['model']))}"
+        )
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    return config
+
+
+def prepare(config: dict):
+    """Load the task and build the model, so bad input fails before anything is written."""
+    import keras
+
+    from zoo import create_model, get_task
+    from zoo.runs import check_pairing, model_keys
+
+    keras.utils.set_random_seed(config["seed"])
+    task = get_task(config["task"], data=config.get("data"))
+    check_pairing(task, config["model"])
+    hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
+    model = create_model(
+        config["model"], task.input_shape, task.num_outputs, output_kind=task.output_kind, **hp
+    )
+    config.setdefault("epochs", task.epochs)
+    config.setdefault("batch_size", task.batch_size)
+    return task, model
+
+
+def run_folder(config: dict) -> Path:
+    """The run folder, created new: runs/<task>-<model>-<timestamp> unless --out names one."""
+    if config.get("out"):
+        folder = Path(config["out"])
+        if folder.exists() and any(folder.iterdir()):
+            raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = Path("runs") / f"{config['task']}-{config['model']}-{stamp}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = folder.with_name(f"{config['task']}-{config['model']}-{stamp}-{n}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
+    """Compile, fit with early stopping and checkpoints, evaluate on test, save everything."""
+    import keras
+
+    from zoo.runs import task_facts, versions, write_json
+    from zoo.training import (
+        AtomicCheckpoint,
+        compile_model,
+        evaluate,
+        fit_callbacks,
+        save_model_atomic,
+        validation_data,
+    )  # fmt: skip
+
+    write_json(folder / "config.json", {
+        "hyperparameters": {k: v for k, v in config.items() if k != "out"},
+        "task": task_facts(task), "versions": versions(), "parameters": model.count_params(),
+        "command": " ".join(sys.argv),
+    })  # fmt: skip
+    compile_model(
+        model, task, optimizer=config["optimizer"], learning_rate=config.get("learning_rate")
+    )
+    callbacks = fit_callbacks(task, patience=config["patience"])
+    monitor, mode = task.objective
+    callbacks += [
+        AtomicCheckpoint(folder / "model.keras", monitor, mode),
+        keras.callbacks.CSVLogger(str(folder / "history.csv")),
+        keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
+    ]
+    x, y, w = task.split("train")
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        history = model.fit(
+            x, y, sample_weight=w, validation_data=validation_data(task),
+            epochs=config["epochs"], batch_size=config["batch_size"],
+            callbacks=callbacks, verbose=verbose, shuffle=True,
+        ).history  # fmt: skip
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nInterrupted: keeping the best model so far.", file=sys.stderr)
+        history = model.history.history if model.history else {}
+        if callbacks[0].best_weights is not None:
+            model.set_weights(callbacks[0].best_weights)
+    seconds = time.perf_counter() - started
+    save_model_atomic(model, folder / "model.keras")
+    metrics = evaluate(model, task)
+    metrics.update(
+        epochs_run=len(history.get("loss", [])), train_seconds=round(seconds, 1),
+        best_epoch=callbacks[0].best_epoch + 1, interrupted=interrupted,
+        val=evaluate(model, task, "val"),
+    )  # fmt: skip
+    metrics["val"].pop("report", None)
+    write_json(folder / "metrics.json", metrics)
+    draw_plots(task, model, history, metrics, folder)
+    return metrics
+
+
+def draw_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
+    """The PNGs that say more than numbers, by output kind."""
+    import numpy as np
+
+    from zoo import plots
+    from zoo.training import predict
+
+    if history.get("loss"):
+        plots.training_curves(history, folder / "training_curves.png")
+    if task.output_kind == "classification":
+        plots.confusion_matrix(
+            metrics["confusion_matrix"], metrics["class_names"], folder / "confusion_matrix.png"
+        )
+        return
+    x, y, _ = task.split("test")
+    sample = slice(0, min(len(x), 512))
+    y_pred = predict(model, x[sample])
+    if task.output_kind == "sequence_classification":
+        step = task.info.get("echo_step", 0)
+        plots.echo_bars(
+            x[sample],
+            y[sample],
+            np.argmax(y_pred, axis=-1),
+            folder / "predictions.png",
+            echo_step=step,
+        )
+    elif task.output_kind == "sequence_regression":
+        plots.sequence_forecast(x[sample], y[sample], y_pred, folder / "forecast.png")
+    else:
+        anchor = np.asarray(task.info.get("test_anchor", np.zeros(len(x))))[sample]
+        plots.series_forecast(
+            anchor + y[sample, 0], anchor + y_pred[:, 0], folder / "forecast.png",
+            baseline=anchor if "test_anchor" in task.info else None,
+        )  # fmt: skip
+
+
+def headline(task, metrics: dict) -> str:
+    """The one figure a run reports first."""
+    if task.is_classification:
+        return f"test accuracy {metrics['accuracy']:.4f} ({metrics['errors']} errors in {metrics['targets']})"
+    text = f"test MSE {metrics['mse']:.5f}"
+    if "persistence_mse" in metrics:
+        text += f" (persistence baseline {metrics['persistence_mse']:.5f})"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print(list_everything())
+        return 0
+    from zoo.tasks.base import DataError
+
+    try:
+        config = resolve(args)
+        task, model = prepare(config)
+        folder = run_folder(config)
+    except (UnknownNameError, DataError, ValueError) as err:
+        parser.error(str(err))
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    print(f"{config['task']} / {config['model']}: {model.count_params():,} parameters; "
+          f"{len(task.x_train)} train, {len(task.x_val)} validation, {len(task.x_test)} test samples")  # fmt: skip
+    metrics = train(config, task, model, folder, verbose=verbose)
+    print(f"Run folder: {folder}")
+    print(f"{config['task']} {config['model']}: {headline(task, metrics)}, "
+          f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

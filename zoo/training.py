@@ -1,0 +1,147 @@
+"""Compile, fit and evaluate: the one place the trainer and the tuner share.
+
+A model tuned is a model the trainer can rebuild: both call `compile_model` and `fit_callbacks`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoo.tasks.base import Task
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "nadam": keras.optimizers.Nadam,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adagrad": keras.optimizers.Adagrad,
+    "sgd": lambda **kw: keras.optimizers.SGD(momentum=0.9, nesterov=True, **kw),
+}
+
+
+def make_optimizer(name: str, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
+    """An optimizer by name (SGD with Nesterov momentum 0.9); learning_rate None keeps its default."""
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={name!r}"
+        )
+    if learning_rate is not None and not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
+    kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
+    return OPTIMIZERS[name](**kwargs)
+
+
+def compile_model(
+    model: keras.Model,
+    task: Task,
+    *,
+    optimizer: str = "adam",
+    learning_rate: float | None = None,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compile `model` for `task`: its loss, and its metrics weighted by the task's sample weights.
+
+    Metrics are passed as `weighted_metrics`, so a weight of 0 (the echo task's unknowable
+    steps) removes a target from the metrics too; without weights they equal the plain metrics.
+    """
+    model.compile(
+        optimizer=make_optimizer(optimizer, learning_rate),
+        loss=task.loss,
+        weighted_metrics=list(task.metrics),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save to a temporary file beside `path`, then rename: `path` is never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Keep the best model so far at `path`, written atomically (Keras' ModelCheckpoint is not)."""
+
+    def __init__(self, path, monitor: str, mode: str):
+        super().__init__()
+        self.path, self.monitor, self.mode = Path(path), monitor, mode
+        self.best = -np.inf if mode == "max" else np.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if (value > self.best) if self.mode == "max" else (value < self.best):
+            self.best = value
+            save_model_atomic(self.model, self.path)
+
+
+def fit_callbacks(task: Task, *, patience: int = 10) -> list[keras.callbacks.Callback]:
+    """Early stopping on the task's validation objective (best weights restored) and NaN stop."""
+    monitor, mode = task.objective
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+        ),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def validation_data(task: Task):
+    """The validation split as `fit` takes it, with weights when the task has them."""
+    x, y, w = task.split("val")
+    return (x, y) if w is None else (x, y, w)
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Predictions in large batches (inference needs no small batches)."""
+    return model.predict(x, batch_size=batch_size, verbose=0)
+
+
+def evaluate(model: keras.Model, task: Task, split: str = "test") -> dict:
+    """Loss and metrics of `model` on a split; for classification also per-class precision,
+    recall, F1 and the confusion matrix (scikit-learn), on the targets that carry weight."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    x, y, w = task.split(split)
+    y_pred = predict(model, x)
+    result = {"split": split, "samples": int(len(x))}
+    keep = np.ones(y.shape, dtype=bool) if w is None else w > 0
+    result["targets"] = int(keep.sum())
+    if task.is_classification:
+        labels = np.argmax(y_pred, axis=-1)[keep]
+        truth = y[keep]
+        names = list(task.class_names or range(task.num_outputs))
+        probs = np.clip(y_pred[keep][np.arange(truth.size), truth], 1e-12, None)
+        result["loss"] = float(-np.mean(np.log(probs)))
+        result["accuracy"] = float(np.mean(labels == truth))
+        result["errors"] = int(np.sum(labels != truth))
+        result["report"] = classification_report(
+            truth, labels, labels=range(task.num_outputs), target_names=[str(n) for n in names],
+            output_dict=True, zero_division=0,
+        )  # fmt: skip
+        result["confusion_matrix"] = confusion_matrix(
+            truth, labels, labels=range(task.num_outputs)
+        ).tolist()
+        result["class_names"] = [str(n) for n in names]
+    else:
+        err = (y_pred.reshape(y.shape) - y)[keep]
+        result["loss"] = result["mse"] = float(np.mean(err**2))
+        result["mae"] = float(np.mean(np.abs(err)))
+        baseline = task.info.get(f"persistence_mse_{split}")
+        if baseline is not None:
+            result["persistence_mse"] = baseline
+            result["mse_to_persistence"] = result["mse"] / baseline
+    return result
