@@ -4,12 +4,7 @@
 every task module.
 """
 
-from zoo.tasks import files, synthetic  # noqa: F401  (registers the tasks)
+from zoo.tasks import files, har, synthetic  # noqa: F401  (registers the tasks)
 from zoo.tasks.base import TASKS, DataError, Task, get_task, list_tasks
-
-try:  # the HAR loader is being written alongside; import it when present
-    from zoo.tasks import har  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = ["TASKS", "DataError", "Task", "get_task", "list_tasks"]
