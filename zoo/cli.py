@@ -47,3 +47,29 @@ def non_negative_float(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
+
+
+def parse_value(text: str):
+    """A command-line value as the type it reads as: int, float, bool, None or str."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict:
+    """`["a=1", "b=x"]` as `{"a": 1, "b": "x"}`; a malformed item is a one-line ValueError."""
+    result = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes KEY=VALUE. Received: {item!r}")
+        result[key.strip()] = parse_value(value)
+    return result

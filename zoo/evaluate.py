@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from zoo import get_task
 
-        task = get_task(hp["task"], data=args.data or hp.get("data"))
+        task = get_task(hp["task"], data=args.data or hp.get("data"), **hp.get("task_options", {}))
         try:
             model = keras.models.load_model(model_path)
         except Exception as err:  # a corrupt or foreign file: say so in one line

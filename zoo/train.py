@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from zoo.cli import Parser, non_negative_float, positive_int
+from zoo.cli import Parser, non_negative_float, parse_assignments, positive_int
 from zoo.registry import UnknownNameError
 from zoo.training import OPTIMIZERS
 
@@ -68,6 +68,12 @@ def build_parser() -> Parser:
         help=f"seed for data shuffling, initialisation and dropout (default: {DEFAULTS['seed']})",
     )
     p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="option of the task, e.g. val_subjects=4 (har) or series_length=5000 (echo); repeatable",
+    )
     p.add_argument("--out", help="run folder (default: runs/<task>-<model>-<timestamp>)")
     p.add_argument(
         "--hparams",
@@ -110,7 +116,15 @@ def resolve(args: argparse.Namespace) -> dict:
 
     config = read_hparams(args.hparams) if args.hparams else {}
     flags = {k: v for k, v in vars(args).items() if v is not None}
-    config.update({k: v for k, v in flags.items() if k not in ("list", "quiet", "hparams")})
+    config.update(
+        {k: v for k, v in flags.items() if k not in ("list", "quiet", "hparams", "task_option")}
+    )
+    options = {
+        **config.get("task_options", {}),
+        **parse_assignments(args.task_option, "--task-option"),
+    }
+    if options:
+        config["task_options"] = options
     if not config.get("task"):
         raise ValueError("give a TASK (see --list)")
     TASKS.get(config["task"])
@@ -119,7 +133,15 @@ def resolve(args: argparse.Namespace) -> dict:
     MODELS.get(config["model"])
     if config.get("data") and not task_takes_data(config["task"]):
         raise ValueError(f"task {config['task']!r} reads no file; drop --data")
-    allowed = {"task", "model", "data", "out", *TRAINING_KEYS, *model_keys(config["model"])}
+    allowed = {
+        "task",
+        "model",
+        "data",
+        "out",
+        "task_options",
+        *TRAINING_KEYS,
+        *model_keys(config["model"]),
+    }
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValueError(
@@ -139,7 +161,10 @@ def prepare(config: dict):
     from zoo.runs import check_pairing, model_keys
 
     keras.utils.set_random_seed(config["seed"])
-    task = get_task(config["task"], data=config.get("data"))
+    try:
+        task = get_task(config["task"], data=config.get("data"), **config.get("task_options", {}))
+    except TypeError as err:  # an option the task does not take
+        raise ValueError(f"task {config['task']!r}: {err}") from None
     check_pairing(task, config["model"])
     hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
     model = create_model(

@@ -141,6 +141,12 @@ def npz(
         )
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"npz: {data} must hold both X_val and y_val, or neither")
+    for split in ("train", "val", "test"):
+        if f"x_{split}" in arrays and len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
+            raise DataError(
+                f"npz: X_{split} and y_{split} need one target a sample. Received: "
+                f"{len(arrays[f'x_{split}'])} samples and {len(arrays[f'y_{split}'])} targets"
+            )
     if "x_val" not in arrays:
         fit, val = split_off(len(arrays["x_train"]), val_fraction, seed)
         x, y = arrays["x_train"], arrays["y_train"]
@@ -153,6 +159,11 @@ def npz(
             raise DataError(
                 f"npz: X_{split} must be numbers shaped (samples, steps, features). "
                 f"Received: shape={arrays[f'x_{split}'].shape}, dtype={x.dtype}"
+            )
+        if split != "train" and x.shape[2] != arrays["x_train"].shape[2]:
+            raise DataError(
+                f"npz: every split needs {arrays['x_train'].shape[2]} features a step, as "
+                f"X_train. Received: X_{split}.shape={x.shape}"
             )
         arrays[f"x_{split}"] = x.astype(np.float32)
     steps = arrays["x_train"].shape[1]

@@ -1,0 +1,162 @@
+"""`python -m zoo.train` and `python -m zoo.evaluate` end to end on tiny tasks and real files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from test_har import FOLDER, SMALL_FILES
+
+from zoo import evaluate as evaluate_cli
+from zoo import train
+
+TINY_ECHO = ["--task-option", "series_length=900", "--units", "8", "--epochs", "2"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run(args: list[str], out: Path) -> dict:
+    """Train in-process; return the run folder's metrics."""
+    assert train.main([*args, "--out", str(out), "--quiet"]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def assert_run_folder(out: Path, plots: list[str]) -> None:
+    config = json.loads((out / "config.json").read_text())
+    assert config["hyperparameters"]["seed"] == 0 and config["versions"]["keras"]
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {"loss", "val_loss"} <= set(rows[0])
+    assert keras.models.load_model(out / "model.keras").count_params() == config["parameters"]
+    for name in ["training_curves.png", *plots]:
+        assert (out / name).read_bytes()[:8] == PNG, name
+    assert any((out / "tb").rglob("*tfevents*"))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_echo_run_folder_holds_every_file(tmp_path, capsys):
+    metrics = run(["echo", "gru", *TINY_ECHO], tmp_path / "run")
+    assert_run_folder(tmp_path / "run", ["predictions.png"])
+    assert metrics["epochs_run"] == 2 and 0 <= metrics["accuracy"] <= 1
+    assert metrics["targets"] == 6 * 12  # 6 test windows, 12 knowable steps each
+    last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert last[0] == f"Run folder: {tmp_path / 'run'}"
+    assert last[1].startswith("echo gru: test accuracy")
+
+
+def test_classification_run_has_report_and_confusion_matrix(tmp_path):
+    out = tmp_path / "run"
+    metrics = run(
+        ["count_ones", "lstm", "--task-option", "length=6", "--task-option", "train_size=40",
+         "--task-option", "val_size=8", "--units", "8", "--epochs", "1"], out,
+    )  # fmt: skip
+    assert_run_folder(out, ["confusion_matrix.png"])
+    matrix = metrics["confusion_matrix"]
+    assert len(matrix) == 7 and sum(map(sum, matrix)) == 64 - 40
+    assert set(metrics["report"]) >= {"0", "6", "macro avg"}
+
+
+@pytest.mark.parametrize(
+    ("task", "options"),
+    [("sine", ["train_size=64", "val_size=16", "test_size=16"]), ("random_walk", ["length=400"])],
+)
+def test_regression_runs_plot_the_forecast_and_report_persistence(tmp_path, task, options):
+    out = tmp_path / "run"
+    opts = [a for o in options for a in ("--task-option", o)]
+    metrics = run([task, "gru", *opts, "--units", "8", "--epochs", "1"], out)
+    assert_run_folder(out, ["forecast.png"])
+    assert metrics["mse"] >= 0 and metrics["persistence_mse"] > 0
+
+
+def test_har_format_fixture_trains(tmp_path):
+    src = tmp_path / "src"
+    for rel, data in SMALL_FILES.items():
+        (src / FOLDER / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / FOLDER / rel).write_bytes(data)
+    out = tmp_path / "run"
+    metrics = run(
+        ["har", "lstm", "--data", str(src), "--task-option", "val_subjects=1",
+         "--task-option", f"cache_dir={tmp_path / 'cache'}", "--units", "8", "--epochs", "1"], out,
+    )  # fmt: skip
+    assert_run_folder(out, ["confusion_matrix.png"])
+    assert metrics["class_names"][0] == "WALKING" and metrics["samples"] == 24
+
+
+def test_same_seed_gives_the_same_metrics(tmp_path):
+    first = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "a")
+    second = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "b")
+    assert first["loss"] == second["loss"] and first["accuracy"] == second["accuracy"]
+
+
+def test_hparams_replay_and_flags_override_it(tmp_path):
+    hparams = tmp_path / "best_hparams.json"
+    hparams.write_text(json.dumps({
+        "model": "gru", "units": 8, "depth": 2, "dropout": 0.1, "optimizer": "rmsprop",
+        "learning_rate": 0.01, "batch_size": 16, "epochs": 3,
+    }))  # fmt: skip
+    out = tmp_path / "run"
+    run(["echo", "--hparams", str(hparams), "--epochs", "1",
+         "--task-option", "series_length=900"], out)  # fmt: skip
+    config = json.loads((out / "config.json").read_text())["hyperparameters"]
+    assert config["model"] == "gru" and config["optimizer"] == "rmsprop" and config["epochs"] == 1
+    model = keras.models.load_model(out / "model.keras")
+    assert [layer.name for layer in model.layers if "gru" in layer.name] == ["gru_1", "gru_2"]
+    assert model.get_layer("gru_1").units == 8
+
+
+def test_evaluate_reproduces_the_saved_metrics(tmp_path, capsys):
+    metrics = run(["echo", "gru", *TINY_ECHO], tmp_path / "run")
+    capsys.readouterr()
+    assert evaluate_cli.main([str(tmp_path / "run" / "model.keras"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == metrics["accuracy"] and again["targets"] == metrics["targets"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ech", "lstm"], "Unknown task 'ech'. Did you mean: 'echo'?"),
+        (["echo", "lstn"], "Unknown model 'lstn'. Did you mean: 'lstm'"),
+        (["echo", "lstm", "--units", "-4"], "argument --units: must be a positive integer"),
+        (["echo", "lstm", "--dropout", "1.5"], "dropout must be in [0, 1)"),
+        (["har", "lstm", "--data", "/no/such/har.zip"], "/no/such/har.zip"),
+        (["echo", "lstm", "--data", "x.npz"], "task 'echo' reads no file"),
+        (["sine", "bilstm"], "reads sequences backwards"),
+        (["echo", "lstm", "--hparams", "missing.json"], "--hparams: no such file"),
+        (["echo"], "give a MODEL"),
+        (["echo", "lstm", "--optimizer", "adamm"], "invalid choice: 'adamm'"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_leave_nothing(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*args, "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing half-written
+
+
+def test_cli_as_a_process(tmp_path):
+    """The real entry point: --list works, and a bad name exits 2 with one line, no traceback."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "zoo.train", "--list"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert listing.returncode == 0 and "bilstm" in listing.stdout and "count_ones" in listing.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "zoo.train", "har", "lstn"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "python -m zoo.train: error: Unknown model 'lstn'. Did you mean: 'lstm'"
+    )
+    assert list(tmp_path.iterdir()) == []
