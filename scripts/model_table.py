@@ -1,6 +1,6 @@
 """Print the README's table of models: name, what it is, parameters at the HAR shape.
 
-    python scripts/model_table.py
+python scripts/model_table.py
 """
 
 from zoo import MODELS, create_model, list_models

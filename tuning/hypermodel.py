@@ -1,0 +1,282 @@
+"""A keras-tuner `HyperModel` over the zoo's model registry, for any task.
+
+Every hyperparameter is named like the builder argument or the `python -m zoo.train` flag it
+replays as, so the best trial's values become a `--hparams` file (`training_config`):
+
+- `model`: a choice of registered models (filtered by globs; models that read sequences backwards
+  are left out on causal tasks). When a model and its bidirectional twin (`lstm` and `bilstm`)
+  are both candidates, the twin is folded into `bidirectional`, a switch active for such models.
+- `depth`, `units`, `dropout`, `recurrent_dropout`, `l2`: what every builder takes.
+- `conv_layers`, `filters`, `kernel_size` (conv_lstm) and `attention_size` (attention_lstm): in
+  conditional scopes of the models that take them, so other trials do not sample them.
+- `optimizer`, `learning_rate` (compile, through `zoo.training.compile_model`) and `batch_size`
+  (fit).
+
+`fixed` replaces a range by one value (`hp.Fixed`) or narrows it to a list (`hp.Choice`).
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from zoo.models import MODELS, create_model, list_models, looks_ahead
+from zoo.registry import UnknownNameError
+from zoo.runs import model_keys
+from zoo.tasks.base import Task
+from zoo.training import OPTIMIZERS, compile_model, fit_callbacks, validation_data
+
+# Model hyperparameters: each declared for the candidate models whose builder takes it.
+MODEL_SPACE = {
+    "depth": lambda hp: hp.Int("depth", 1, 4, default=1),
+    "units": lambda hp: hp.Int("units", 16, 256, step=2, sampling="log", default=64),
+    "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], default=0.0),
+    "recurrent_dropout": lambda hp: hp.Choice(
+        "recurrent_dropout", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], default=0.0
+    ),
+    "l2": lambda hp: hp.Choice("l2", [0.0, 1e-5, 1e-4, 1e-3, 1e-2], default=0.0),
+    "conv_layers": lambda hp: hp.Int("conv_layers", 1, 3, default=2),
+    "filters": lambda hp: hp.Int("filters", 16, 128, step=2, sampling="log", default=64),
+    "kernel_size": lambda hp: hp.Choice("kernel_size", [3, 5, 7], default=5),
+    "attention_size": lambda hp: hp.Int(
+        "attention_size", 16, 128, step=2, sampling="log", default=64
+    ),
+}
+# Training hyperparameters (batch_size's default is the task's own, see ZooHyperModel).
+TRAINING_SPACE = {
+    "optimizer": lambda hp: hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adagrad"]),
+    "learning_rate": lambda hp: hp.Float(
+        "learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3
+    ),
+    "bidirectional": lambda hp: hp.Boolean("bidirectional", default=False),
+}
+BATCH_SIZES = (16, 32, 64, 128)
+NAMES = ("model", "batch_size", *TRAINING_SPACE, *MODEL_SPACE)
+
+
+def parse_value(text: str) -> bool | int | float | str:
+    """A command-line value as the type it reads as: true/false, int, float, else the string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_fixed(assignments: list[str]) -> dict[str, list]:
+    """`["units=32", "optimizer=adam,sgd"]` -> `{"units": [32], "optimizer": ["adam", "sgd"]}`.
+
+    One value fixes a hyperparameter; a comma-separated list narrows it to those values.
+    """
+    fixed = {}
+    for text in assignments:
+        name, sep, values = text.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--fix needs NAME=VALUE[,VALUE...]. Received: {text!r}")
+        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed):
+            if any(isinstance(v, float) for v in parsed):  # keras-tuner wants one type a choice
+                parsed = [float(v) for v in parsed]
+        elif len({type(v) for v in parsed}) > 1:
+            raise ValueError(f"--fix {name}: values must share one type. Received: {values!r}")
+        fixed[name.strip()] = parsed
+    return fixed
+
+
+def bidirectional_twin(model: str) -> str | None:
+    """The registered bidirectional version of `model` (`lstm` -> `bilstm`), if there is one."""
+    twin = f"bi{model}"
+    if twin in MODELS and looks_ahead(twin) and not looks_ahead(model):
+        return twin
+    return None
+
+
+def registered_model(values: dict) -> str:
+    """The registered model a trial's values describe: `model`, or its twin if `bidirectional`."""
+    if values.get("bidirectional"):
+        return bidirectional_twin(values["model"])
+    return values["model"]
+
+
+def training_config(values: dict, *, epochs: int, patience: int, seed: int) -> dict:
+    """A trial's values as `python -m zoo.train --hparams` reads them: only keys it accepts.
+
+    Hyperband trials ran `tuner/epochs` epochs in all; others ran `epochs`.
+    """
+    model = registered_model(values)
+    config = {"model": model}
+    config |= {k: values[k] for k in model_keys(model) if values.get(k) is not None}
+    config |= {k: values[k] for k in ("optimizer", "learning_rate", "batch_size")}
+    config |= {"epochs": values.get("tuner/epochs", epochs), "patience": patience, "seed": seed}
+    return config
+
+
+def candidate_models(task: Task, pattern: str | None = None) -> list[str]:
+    """Registered models matching the globs that suit `task` (none looking ahead if causal)."""
+    matched = list_models(pattern)
+    suitable = [m for m in matched if not (task.causal and looks_ahead(m))]
+    if not suitable:
+        why = f"; {', '.join(matched)} look ahead, and task {task.name!r} is causal" if matched else ""
+        raise ValueError(
+            f"no model matches --models {pattern!r}{why}. Available: {', '.join(list_models())}"
+        )
+    return suitable
+
+
+class ZooHyperModel(kt.HyperModel):
+    """Builds, compiles and fits any registered zoo model for `task`, as keras-tuner asks.
+
+    Args:
+        task: the `Task` to train on; its validation split scores a trial.
+        models: comma-separated fnmatch globs of models to choose from. Defaults to all.
+        fixed: hyperparameter name -> list of values; one value fixes it, several narrow it.
+        seed: seed set before building each model. Defaults to `0`.
+        patience: early-stopping patience within a trial. Defaults to `10`.
+
+    Raises:
+        ValueError: no model matches, or a fixed name or value cannot apply.
+        UnknownNameError: a fixed name that is no hyperparameter (with close names).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        models: str | None = None,
+        fixed: dict[str, list] | None = None,
+        seed: int = 0,
+        patience: int = 10,
+    ):
+        super().__init__(name=f"zoo_{task.name}")
+        self.task, self.seed, self.patience = task, seed, patience
+        self.fixed = dict(fixed or {})
+        for name in self.fixed:
+            if name not in NAMES:
+                raise UnknownNameError("hyperparameter", name, sorted(NAMES))
+        candidates = candidate_models(task, models)
+        if "model" in self.fixed:
+            candidates = self._fixed_models(task, candidates)
+        # model -> its bidirectional twin, where both are candidates
+        self.twins = {
+            m: bidirectional_twin(m) for m in candidates if bidirectional_twin(m) in candidates
+        }
+        self.models = [m for m in candidates if m not in self.twins.values()]
+        self.space = {
+            **MODEL_SPACE,
+            **TRAINING_SPACE,
+            "batch_size": lambda hp: hp.Choice(
+                "batch_size", sorted({*BATCH_SIZES, task.batch_size}), default=task.batch_size
+            ),
+        }
+        # hyperparameter -> the models taking it (None: every candidate does)
+        self.scopes = {}
+        for key in MODEL_SPACE:
+            takers = [m for m in self.models if key in model_keys(m)]
+            if takers:
+                self.scopes[key] = None if takers == self.models else takers
+        self._check_fixed_values()
+
+    def _fixed_models(self, task: Task, candidates: list[str]) -> list[str]:
+        """The models `--fix model=...` names, each registered and among the candidates."""
+        for name in self.fixed["model"]:
+            MODELS.get(str(name))  # raises UnknownNameError with close names
+            if name not in candidates:
+                raise ValueError(
+                    f"--fix model={name}: not a candidate on task {task.name!r} "
+                    f"(candidates: {', '.join(candidates)})"
+                )
+        return [m for m in candidates if m in self.fixed["model"]]
+
+    def _check_fixed_values(self) -> None:
+        """Refuse fixed values that could never apply, before any trial runs."""
+        fixed = self.fixed
+        if "bidirectional" in fixed and not self.twins:
+            raise ValueError(
+                "--fix bidirectional applies only when a model and its bidirectional twin are "
+                "both candidates (e.g. --models 'lstm,bilstm')"
+            )
+        for key in MODEL_SPACE:
+            if key in fixed and key not in self.scopes:
+                raise ValueError(
+                    f"--fix {key}: none of the candidate models ({', '.join(self.models)}) takes it"
+                )
+        for name in fixed.get("optimizer", []):
+            if name not in OPTIMIZERS:
+                raise ValueError(
+                    f"--fix optimizer must be one of {', '.join(OPTIMIZERS)}. Received: {name!r}"
+                )
+        for rate in fixed.get("learning_rate", []):
+            if isinstance(rate, (bool, str)) or not rate > 0:
+                raise ValueError(f"--fix learning_rate must be > 0. Received: {rate!r}")
+        for size in fixed.get("batch_size", []):
+            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+                raise ValueError(
+                    f"--fix batch_size must be a positive integer. Received: {size!r}"
+                )
+
+    def _declare(self, hp: kt.HyperParameters, name: str):
+        """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range."""
+        values = self.fixed.get(name)
+        if values is None:
+            return self.space[name](hp)
+        if len(values) == 1:
+            return hp.Fixed(name, values[0])
+        return hp.Choice(name, values)
+
+    def _declare_model(self, hp: kt.HyperParameters) -> str:
+        """Declare `model` (and `bidirectional`); return the registered model to build."""
+        if len(self.models) == 1:
+            model = hp.Fixed("model", self.models[0])
+        else:
+            default = "lstm" if "lstm" in self.models else self.models[0]
+            model = hp.Choice("model", self.models, default=default)
+        if not self.twins:
+            return model
+        with hp.conditional_scope("model", sorted(self.twins)):
+            bidirectional = self._declare(hp, "bidirectional")
+        return self.twins[model] if bidirectional else model
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        """A compiled model for the trial's values, in a fresh Keras session."""
+        keras.backend.clear_session()  # free earlier trials' graphs, so memory stays flat
+        keras.utils.set_random_seed(self.seed)
+        name = self._declare_model(hp)
+        kwargs = {}
+        for key, takers in self.scopes.items():
+            if takers is None:
+                kwargs[key] = self._declare(hp, key)
+            else:
+                with hp.conditional_scope("model", takers):
+                    kwargs[key] = self._declare(hp, key)  # None unless `model` takes it
+        model = create_model(
+            name, self.task.input_shape, self.task.num_outputs,
+            output_kind=self.task.output_kind, **kwargs,
+        )  # fmt: skip
+        optimizer = self._declare(hp, "optimizer")
+        learning_rate = self._declare(hp, "learning_rate")
+        return compile_model(model, self.task, optimizer=optimizer, learning_rate=learning_rate)
+
+    def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose=0, **kwargs):
+        """Train on the task's train split, scored on its validation split.
+
+        Early stopping and NaN stop come from `zoo.training.fit_callbacks`. A loss or objective
+        that is not finite fails the trial (`FailedTrialError`: recorded, not retried).
+        """
+        x, y, w = self.task.split("train")
+        history = model.fit(
+            x, y, sample_weight=w, validation_data=validation_data(self.task),
+            batch_size=self._declare(hp, "batch_size"), epochs=epochs or self.task.epochs,
+            callbacks=[*(callbacks or []), *fit_callbacks(self.task, patience=self.patience)],
+            verbose=verbose, **kwargs,
+        )  # fmt: skip
+        for key in ("loss", self.task.objective[0]):
+            values = history.history.get(key, [])
+            if not values or not np.all(np.isfinite(values)):
+                raise kt.errors.FailedTrialError(
+                    f"{key} is not finite (training diverged): {values}"
+                )
+        return history

@@ -1,0 +1,336 @@
+"""`python -m tuning.search TASK`: a keras-tuner search over the zoo's models for a task.
+
+Trials are scored on the task's validation objective (val_accuracy for classification, val_loss
+otherwise); the test split is used once, at the end, on the best model. The project folder
+DIR/PROJECT holds keras-tuner's own files (oracle.json, trial_*/) and ours:
+
+    search.json        the settings, written before the search starts
+    trials.csv         one row a trial: hyperparameters, objective, epochs run, seconds, status
+    best_hparams.json  replays with `python -m zoo.train TASK --hparams best_hparams.json`
+    best_model.keras   the best trial's model; best_metrics.json its test (and val) metrics
+    *.png              objective against learning rate (by model, by optimizer) and units
+
+Running the same command again resumes an interrupted search (finished trials are kept, the
+one that was running starts again); --overwrite starts afresh.
+
+Distributed: start one chief and any number of workers with the same arguments plus
+    --chief HOST:PORT                     the chief: serves the oracle there, writes the reports
+    --chief HOST:PORT --worker-id NAME    a worker (NAME like tuner0): runs trials
+keras-tuner's KERASTUNER_ORACLE_IP / _PORT / KERASTUNER_TUNER_ID variables work as well.
+Workers share the project folder with the chief. A worker silent for --worker-timeout seconds
+is presumed dead: its trial is retried by another worker; when every worker is gone the chief
+stops. scripts/tune_distributed.py starts a chief and N workers on this machine.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import resource
+import sys
+from pathlib import Path
+
+from zoo.cli import Parser, positive_int
+
+DEFAULT_DIR = "runs/tuning"
+
+
+def worker_timeout(text: str) -> float:
+    """argparse type: seconds, at least MIN_WORKER_TIMEOUT (a few heartbeats)."""
+    import argparse
+
+    from tuning.distributed import MIN_WORKER_TIMEOUT
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not value >= MIN_WORKER_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_WORKER_TIMEOUT:g}, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    import argparse
+
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> Parser:
+    from tuning.distributed import DEFAULT_WORKER_TIMEOUT
+    from tuning.tuners import TUNERS
+
+    p = Parser(
+        prog="python -m tuning.search",
+        description="Search hyperparameters of the zoo's models for a task with keras-tuner; "
+        "write trials.csv, plots, best_hparams.json and the best model to DIR/PROJECT.",
+        epilog="Examples: python -m tuning.search echo --tuner bayesian --max-trials 20 | "
+        "python -m tuning.search har --models 'lstm,gru' --fix optimizer=adam --fix units=32,64 | "
+        "python -m tuning.search har --chief 127.0.0.1:8000 [--worker-id tuner0]",
+    )
+    p.add_argument("task", help="task name (see python -m zoo.train --list)")
+    p.add_argument("--tuner", choices=TUNERS.list(), default="random", help="search algorithm")
+    p.add_argument("--max-trials", type=positive_int, default=10, help="most trials")
+    p.add_argument(
+        "--epochs", type=positive_int,
+        help="most epochs a trial, early stopping aside; hyperband's largest budget "
+        "(default: the task's own)",
+    )  # fmt: skip
+    p.add_argument(
+        "--executions-per-trial", type=positive_int, default=1,
+        help="models trained a trial from fresh initialisations; their objectives are averaged",
+    )  # fmt: skip
+    p.add_argument(
+        "--models", help="comma-separated globs of models to choose from, e.g. 'lstm,gru' or "
+        "'*lstm*' (default: every model that suits the task)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fix", action="append", metavar="NAME=VALUE[,VALUE...]",
+        help="fix a hyperparameter (one value) or narrow it (several), e.g. optimizer=adam, "
+        "units=32,64; repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--task-option", action="append", metavar="KEY=VALUE",
+        help="option passed to the task, e.g. series_length=600; repeatable",
+    )  # fmt: skip
+    p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument("--dir", default=DEFAULT_DIR, help="folder holding search projects")
+    p.add_argument("--project", help="project folder name under --dir (default: TASK-TUNER)")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="start afresh; without it an existing project is resumed",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the search and of each model's initialisation"
+    )
+    p.add_argument(
+        "--patience", type=positive_int, default=10,
+        help="epochs without validation gain before a trial stops",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-retries", type=non_negative_int, default=1,
+        help="times a crashed trial (not a diverged one) is run again before it counts as failed",
+    )  # fmt: skip
+    p.add_argument(
+        "--report-rss", action="store_true",
+        help="print the peak resident memory of this process and its RSS after each trial",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
+    d = p.add_argument_group("distributed search")
+    d.add_argument(
+        "--chief", metavar="HOST:PORT",
+        help="the chief's address; alone (or with --worker-id chief) this process is the chief",
+    )  # fmt: skip
+    d.add_argument(
+        "--worker-id", metavar="NAME", help="run as a worker of --chief with this name, e.g. tuner0"
+    )
+    d.add_argument(
+        "--worker-timeout", type=worker_timeout, default=DEFAULT_WORKER_TIMEOUT,
+        help="chief: seconds of silence after which a worker is presumed dead",
+    )  # fmt: skip
+    return p
+
+
+def parse_task_options(task: str, assignments: list[str]) -> dict:
+    """`["length=8"]` -> `{"length": 8}`, checked against the task's keyword arguments."""
+    from tuning.hypermodel import parse_value
+    from zoo.tasks.base import TASKS
+
+    accepted = [
+        p.name
+        for p in inspect.signature(TASKS.get(task)).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name != "data"
+    ]
+    options = {}
+    for text in assignments:
+        key, sep, value = text.partition("=")
+        if not sep or key not in accepted:
+            raise ValueError(
+                f"--task-option {text!r}: task {task!r} takes KEY=VALUE with KEY one of "
+                f"{', '.join(accepted) or '(none)'}"
+            )
+        options[key] = parse_value(value)
+    return options
+
+
+def load_task(args):
+    """The task with its --task-option values and --data."""
+    from zoo.runs import task_takes_data
+    from zoo.tasks.base import get_task
+
+    options = parse_task_options(args.task, args.task_option or [])
+    if args.data:
+        if not task_takes_data(args.task):
+            raise ValueError(f"task {args.task!r} reads no file; drop --data")
+        options["data"] = args.data
+    return get_task(args.task, **options)
+
+
+def settings_of(args, epochs: int) -> dict:
+    """What defines a search: a resumed search must be started with the same."""
+    return {
+        "task": args.task,
+        "task_options": args.task_option or [],
+        "data": args.data,
+        "tuner": args.tuner,
+        "models": args.models,
+        "fix": args.fix or [],
+        "epochs": epochs,
+        "patience": args.patience,
+        "seed": args.seed,
+    }
+
+
+def check_resume(project_dir: Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to resume a project that was started with other settings."""
+    saved = project_dir / "search.json"
+    if overwrite or not saved.exists():
+        return
+    before = json.loads(saved.read_text()).get("settings", {})
+    changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v]
+    if changed:
+        raise ValueError(
+            f"{project_dir} holds a search started with other settings ({'; '.join(changed)}); "
+            "pass --overwrite to start again, or choose another --project"
+        )
+
+
+def best_model(tuner, hypermodel, trial, epochs: int):
+    """The best trial's model: its checkpoint, or retrained when the checkpoint is elsewhere
+    (a worker on another machine)."""
+    try:
+        return tuner.load_model(trial)
+    except (OSError, ValueError) as err:
+        print(f"Retraining the best trial ({err})")
+        hp = trial.hyperparameters
+        model = hypermodel.build(hp)
+        hypermodel.fit(hp, model, epochs=hp.values.get("tuner/epochs", epochs))
+        return model
+
+
+def last_error(trials) -> str:
+    """The last line of the most recent failed trial's message."""
+    messages = [t.message for t in trials if t.message]
+    return messages[-1].strip().splitlines()[-1] if messages else ""
+
+
+def report_rss(rows: list[dict]) -> None:
+    """Peak RSS of this process, and the RSS each worker recorded after its trials."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    after = [r["rss_mb"] for r in rows if r.get("rss_mb") is not None]
+    line = f"Peak RSS {peak:.0f} MB over {len(rows)} trials"
+    if after:
+        line += f"; RSS after trial 1: {after[0]:.0f} MB, after the last: {after[-1]:.0f} MB"
+        line += f", highest after a trial: {max(after):.0f} MB"
+    print(line)
+
+
+def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int:
+    """Reports, best hyperparameters, best model and its test metrics; the exit status."""
+    from keras_tuner.src.engine.trial import TrialStatus
+
+    from tuning import report
+    from tuning.hypermodel import registered_model, training_config
+    from zoo.runs import write_json
+    from zoo.train import headline
+    from zoo.training import evaluate, save_model_atomic
+
+    oracle = tuner.oracle
+    rows = report.write_report(project_dir)
+    trials = [oracle.trials[t] for t in sorted(oracle.trials)]
+    done = [t for t in trials if t.status == TrialStatus.COMPLETED]
+    failed = [t for t in trials if t.status in (TrialStatus.FAILED, TrialStatus.INVALID)]
+    if args.report_rss:
+        report_rss(rows)
+    if not done:
+        reason = f": {oracle.stop_reason}" if oracle.stop_reason else ""
+        print(
+            f"Search failed{reason}: none of its {len(trials)} trials completed. "
+            f"Last error: {last_error(trials) or 'none recorded'}",
+            file=sys.stderr,
+        )
+        return 1
+    best = oracle.get_best_trials(1)[0]
+    values = best.hyperparameters.values
+    config = {"task": args.task, **({"data": args.data} if args.data else {})}
+    config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
+    write_json(project_dir / "best_hparams.json", config)
+    model = best_model(tuner, hypermodel, best, epochs)
+    save_model_atomic(model, project_dir / "best_model.keras")
+    metrics = evaluate(model, task, "test")
+    val = evaluate(model, task, "val")
+    val.pop("report", None)
+    objective = oracle.objective.name
+    metrics |= {"trial_id": best.trial_id, objective: best.score, "val": val}
+    metrics |= {"parameters": model.count_params(), "hyperparameters": config}
+    write_json(project_dir / "best_metrics.json", metrics)
+    print(f"Project folder: {project_dir}")
+    print(
+        f"{len(done)} of {len(trials)} trials completed ({len(failed)} failed). Best trial "
+        f"{best.trial_id}: {registered_model(values)}, {objective} {best.score:.4f}; "
+        f"{headline(task, metrics)}"
+    )
+    if oracle.stop_reason:
+        print(f"Search stopped early: {oracle.stop_reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from tuning import distributed
+    from tuning.hypermodel import ZooHyperModel, parse_fixed
+    from tuning.tuners import make_tuner
+    from zoo.registry import UnknownNameError
+    from zoo.runs import task_facts, versions, write_json
+    from zoo.tasks.base import DataError
+
+    try:
+        role = distributed.configure(args.chief, args.worker_id)
+        fixed = parse_fixed(args.fix or [])
+        task = load_task(args)
+        epochs = args.epochs or task.epochs
+        hypermodel = ZooHyperModel(
+            task, models=args.models, fixed=fixed, seed=args.seed, patience=args.patience
+        )
+        project = args.project or f"{args.task}-{args.tuner}"
+        project_dir = Path(args.dir) / project
+        settings = settings_of(args, epochs)
+        if role != "worker":
+            check_resume(project_dir, settings, args.overwrite)
+        tuner = make_tuner(
+            args.tuner, hypermodel, objective=task.objective, max_trials=args.max_trials,
+            epochs=epochs, seed=args.seed, max_retries=args.max_retries,
+            executions_per_trial=args.executions_per_trial, directory=args.dir,
+            project_name=project, overwrite=args.overwrite and role != "worker",
+        )  # fmt: skip  (a worker must never delete the chief's project)
+    except (UnknownNameError, DataError, ValueError) as err:
+        parser.error(str(err))
+    tuner.worker_timeout = args.worker_timeout
+    if role != "worker":
+        project_dir.mkdir(parents=True, exist_ok=True)
+        write_json(project_dir / "search.json", {
+            "settings": settings, "max_trials": args.max_trials,
+            "objective": {"name": task.objective[0], "direction": task.objective[1]},
+            "task": task_facts(task), "command": " ".join(sys.argv), "versions": versions(),
+        })  # fmt: skip
+    try:
+        tuner.search(epochs=epochs, verbose=0 if args.quiet else 2)
+    except KeyboardInterrupt:
+        print("\nInterrupted: run the same command again to resume.", file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    if role == "worker":
+        print(f"Worker {args.worker_id or 'from the environment'}: the chief ended the search")
+        return 0
+    return finish(tuner, hypermodel, task, args, project_dir, epochs)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
