@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from zoo.fused import auto_jit_compile
 from zoo.tasks.base import Task
 
 OPTIMIZERS = {
@@ -48,12 +49,13 @@ def compile_model(
 
     Metrics are passed as `weighted_metrics`, so a weight of 0 (the echo task's unknowable
     steps) removes a target from the metrics too; without weights they equal the plain metrics.
+    `jit_compile="auto"` turns XLA on where it measurably trains faster (see `auto_jit_compile`).
     """
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss=task.loss,
         weighted_metrics=list(task.metrics),
-        jit_compile=jit_compile,
+        jit_compile=auto_jit_compile(model, jit_compile),
     )
     return model
 

@@ -1,0 +1,452 @@
+"""Training and inference speed of the zoo's recurrent models against plain Keras and PyTorch.
+
+For each model, four configurations train on the same synthetic HAR-shaped batches (128 steps,
+9 channels, 6 classes, Adam), timed in turns within one run so that the load of a shared
+machine hits them alike; ratios are medians of the per-round ratios:
+
+- `zoo`: the zoo builder with `zoo.fused.FusedLSTM` for LSTM layers, compiled with
+  `jit_compile=zoo.fused.auto_jit_compile(model)` (XLA for a single GRU/SimpleRNN layer; a
+  model without LSTM layers is then `keras_xla` or `keras`, timed once and shown in both);
+- `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
+- `keras_xla`: the same with `jit_compile=True`;
+- `torch`: the same network in PyTorch (`nn.LSTM`/`nn.GRU`/`nn.RNN`, last state, `nn.Linear`),
+  in a worker process (two thread pools spinning in one process slow each other down), with
+  `--threads` threads, and `torch_1t` with one: with 2 threads and other jobs running, PyTorch's
+  OpenMP threads spin-wait for each other and its throughput can drop tenfold, so the table
+  also compares with the better of the two.
+
+Then inference: the latency of one window (batch 1) and the throughput at batch 256; and the time
+to parse the UCI HAR zip cold and from its cache. Prints Markdown tables.
+
+    pip install -e '.[bench]'          # PyTorch, optional
+    python scripts/benchmark_speed.py --threads 2 --repeats 7
+    python scripts/benchmark_speed.py --quick --models lstm,gru
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+STEPS, FEATURES, CLASSES, UNITS = 128, 9, 6, 64
+MODELS = ("lstm", "gru", "rnn", "bilstm", "stacked_lstm")
+# model name -> (PyTorch module, layers, bidirectional)
+TORCH_SPECS = {
+    "lstm": ("LSTM", 1, False),
+    "gru": ("GRU", 1, False),
+    "rnn": ("RNN", 1, False),
+    "bilstm": ("LSTM", 1, True),
+    "stacked_lstm": ("LSTM", 2, False),
+}
+HAR_ZIP = Path("/work/shared/data/uci_har_dataset.zip")
+LATENCY_CALLS = 20
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo model names")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds per configuration")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for TF and PyTorch")
+    p.add_argument("--batch", type=int, default=64, help="training batch size")
+    p.add_argument("--steps", type=int, default=12, help="training batches per timed round")
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 3 batches")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    p.add_argument("--data", type=Path, default=HAR_ZIP, help="UCI HAR zip for the parse timing")
+    p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(args.models) - set(TORCH_SPECS))
+    if unknown:
+        p.error(f"--models must be among {', '.join(MODELS)}. Received: {', '.join(unknown)}")
+    if args.quick:
+        args.repeats, args.steps = 2, 3
+    return args
+
+
+def batches(n: int, batch: int, seed: int = 0):
+    """`n` synthetic HAR-shaped batches (inputs standard normal, labels uniform)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, batch, STEPS, FEATURES)).astype("float32")
+    y = rng.integers(0, CLASSES, size=(n, batch)).astype("int64")
+    return x, y
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+# ------------------------------------------------------------------ PyTorch (worker process)
+
+
+def torch_worker(args) -> int:
+    """Answer one JSON command a line on stdin: build a model, time training or inference."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            kind, layers, bi = TORCH_SPECS[name]
+            self.dirs = 2 if bi else 1
+            self.rnn = getattr(torch.nn, kind)(
+                FEATURES, UNITS, num_layers=layers, bidirectional=bi, batch_first=True
+            )
+            self.out = torch.nn.Linear(UNITS * self.dirs, CLASSES)
+
+        def forward(self, x):
+            _, state = self.rnn(x)
+            h = state[0] if isinstance(state, tuple) else state  # (layers * dirs, batch, units)
+            return self.out(torch.cat(list(h[-self.dirs :]), dim=-1))  # last layer's final states
+
+    x, y = batches(args.steps, args.batch)
+    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
+    one, many = torch.from_numpy(x[0, :1]), torch.from_numpy(np.concatenate(x)[:256])
+    net = opt = None
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train():
+        for xb, yb in zip(xs, ys, strict=True):
+            opt.zero_grad()
+            loss_fn(net(xb), yb).backward()
+            opt.step()
+
+    def infer(batch, calls):
+        with torch.inference_mode():
+            for _ in range(calls):
+                net(batch)
+
+    print(json.dumps({"ready": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "build":
+            net = Net(cmd["model"])
+            opt = torch.optim.Adam(net.parameters(), 1e-3)
+            train(), infer(one, 2), infer(many, 1)  # warm-up
+            result = {}
+        elif cmd["op"] == "quit":
+            return 0
+        else:
+            torch.set_num_threads(cmd.get("threads", args.threads))
+            result = timed(cmd["op"], train, infer, one, many, args)
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+class TorchClient:
+    """The PyTorch worker process, driven one command at a time (so never running alongside
+    TensorFlow)."""
+
+    def __init__(self, args):
+        cmd = [sys.executable, __file__, "--torch-worker", "--threads", str(args.threads)]
+        cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.version = json.loads(self.proc.stdout.readline())["ready"]
+
+    def __call__(self, **cmd) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the PyTorch worker stopped; see its error above")
+        return json.loads(line)
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self(op="quit")
+        self.proc.wait(timeout=30)
+
+
+def torch_client(args):
+    if args.no_torch:
+        return None
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            print("PyTorch not installed (pip install -e '.[bench]'): no PyTorch column.")
+            return None
+    except Exception:
+        return None
+    return TorchClient(args)
+
+
+def timed(op: str, train, infer, one, many, args) -> dict:
+    """One timed round: training samples/s, batch-1 latency (ms), or batch-256 samples/s."""
+    start_load = load()
+    if op == "train":
+        t = time.perf_counter()
+        train()
+        value = args.steps * args.batch / (time.perf_counter() - t)
+    elif op == "latency":
+        times = []
+        for _ in range(LATENCY_CALLS):
+            t = time.perf_counter()
+            infer(one, 1)
+            times.append(time.perf_counter() - t)
+        value = 1e3 * statistics.median(times)
+    else:
+        t = time.perf_counter()
+        infer(many, 2)
+        value = 2 * len(many) / (time.perf_counter() - t)
+    return {"value": value, "load": (start_load + load()) / 2}
+
+
+# ------------------------------------------------------------------ Keras
+
+
+def set_tf_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+@contextlib.contextmanager
+def lstm_layer(cls):
+    """Build zoo models with `cls` as their LSTM layer (how models.py would wire it)."""
+    import zoo.models
+
+    saved = dict(zoo.models._LAYERS)
+    zoo.models._LAYERS["lstm"] = cls
+    try:
+        yield
+    finally:
+        zoo.models._LAYERS.clear()
+        zoo.models._LAYERS.update(saved)
+
+
+def keras_configs(name: str) -> dict:
+    """The Keras configurations of one model: name -> (build function, jit_compile)."""
+    import keras
+
+    from zoo import create_model
+    from zoo.fused import FusedLSTM, auto_jit_compile
+
+    def build(cls, jit):
+        def make():
+            with lstm_layer(cls):
+                model = create_model(name, (STEPS, FEATURES), CLASSES, units=UNITS)
+            model.compile(
+                optimizer="adam",
+                loss="sparse_categorical_crossentropy",
+                jit_compile=auto_jit_compile(model) if jit == "zoo" else jit,
+            )
+            return model
+
+        return make
+
+    configs = {
+        "zoo": build(FusedLSTM, "zoo"),
+        "keras": build(keras.layers.LSTM, False),
+        "keras_xla": build(keras.layers.LSTM, True),
+    }
+    return configs
+
+
+def keras_runner(make, args, x, y):
+    import tensorflow as tf
+
+    model = make()
+    xs = [tf.constant(b) for b in x]
+    ys = [tf.constant(b) for b in y]
+    one = x[0, :1]
+    many = np.concatenate(x)[:256]
+    if len(many) < 256:
+        many = np.resize(many, (256, *many.shape[1:]))
+
+    def train():
+        for xb, yb in zip(xs, ys, strict=True):
+            model.train_on_batch(xb, yb)
+
+    def infer(batch, calls):
+        for _ in range(calls):
+            model.predict_on_batch(batch)
+
+    t = time.perf_counter()
+    train(), infer(one, 2), infer(many, 1)  # warm-up, with tracing and XLA compiling
+    setup = time.perf_counter() - t
+    return model, (lambda op: timed(op, train, infer, one, many, args)), setup
+
+
+# ------------------------------------------------------------------ the run
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    """Median of the per-round ratios a/b."""
+    return statistics.median(p / q for p, q in zip(a, b, strict=True))
+
+
+def bench_model(name: str, args, client) -> dict:
+    import keras
+
+    x, y = batches(args.steps, args.batch)
+    runners, setup, uses_fused, same_as = {}, {}, False, {}
+    for config, make in keras_configs(name).items():
+        model, run, setup[config] = keras_runner(make, args, x, y)
+        if config == "zoo":
+            from zoo.fused import FusedLSTM
+
+            uses_fused = any(isinstance(layer, FusedLSTM) for layer in model._flatten_layers())
+            if not uses_fused:
+                same_as[config] = "keras_xla" if model.jit_compile else "keras"
+                continue  # no LSTM layer: `zoo` is a plain Keras configuration
+        runners[config] = run
+    if client is not None:
+        t = time.perf_counter()
+        client(op="build", model=name)
+        setup["torch"] = time.perf_counter() - t
+        runners["torch"] = lambda op: client(op=op)
+        if args.threads != 1:  # libgomp's spinning threads collapse on a loaded machine
+            runners["torch_1t"] = lambda op: client(op=op, threads=1)
+
+    results = {c: {op: [] for op in ("train", "latency", "infer256")} for c in runners}
+    loads = []
+    order = list(runners)
+    for r in range(args.repeats):
+        turn = order[r % len(order) :] + order[: r % len(order)]  # rotate who goes first
+        for op in ("train", "latency", "infer256"):
+            for config in turn:
+                out = runners[config](op)
+                results[config][op].append(out["value"])
+                loads.append(out["load"])
+    for config, twin in same_as.items():
+        results[config] = results[twin]
+    keras.backend.clear_session()
+    return {
+        "model": name,
+        "fused": uses_fused,
+        "same_as": same_as.get("zoo", ""),
+        "results": results,
+        "setup": setup,
+        "load": (min(loads), statistics.mean(loads), max(loads)),
+    }
+
+
+def har_parse_times(path: Path):
+    """Seconds to load the HAR arrays from the zip (cold) and from the cache just written."""
+    if not path.exists():
+        return None
+    from zoo.tasks.har import load_arrays
+
+    with tempfile.TemporaryDirectory() as cache:
+        t = time.perf_counter()
+        _, facts = load_arrays(path, cache_dir=cache)
+        cold = time.perf_counter() - t
+        assert not facts["from_cache"]
+        t = time.perf_counter()
+        _, facts = load_arrays(path, cache_dir=cache)
+        cached = time.perf_counter() - t
+        assert facts["from_cache"]
+    return cold, cached, load()
+
+
+def fmt(v: float, digits: int = 0) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def tables(rows: list[dict], torch_on: bool) -> str:
+    med = statistics.median
+    out = ["### Training (samples/s, median of rounds; ratios are medians of per-round ratios)", ""]
+    head = ["model", "zoo", "keras (TF default)", "keras jit_compile=True"]
+    head += (
+        ["PyTorch", "PyTorch 1 thread", "zoo / PyTorch", "zoo / best PyTorch"] if torch_on else []
+    )
+    head += ["zoo / keras", "zoo / xla", "xla / keras", "zoo uses", "load avg (min-mean-max)"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        res = {c: r["train"] for c, r in row["results"].items()}
+        cells = [row["model"], fmt(med(res["zoo"])), fmt(med(res["keras"])), fmt(med(res["keras_xla"]))]  # fmt: skip
+        if torch_on:
+            one = res.get("torch_1t", res["torch"])
+            best = max(res["torch"], one, key=med)
+            cells += [fmt(med(res["torch"])), fmt(med(one))]
+            cells += [f"{ratio(res['zoo'], res['torch']):.2f}", f"{ratio(res['zoo'], best):.2f}"]
+        cells += [f"{ratio(res['zoo'], res['keras']):.2f}", f"{ratio(res['zoo'], res['keras_xla']):.2f}"]  # fmt: skip
+        cells += [f"{ratio(res['keras_xla'], res['keras']):.2f}"]
+        cells += ["FusedLSTM" if row["fused"] else row["same_as"]]
+        cells += ["-".join(f"{v:.1f}" for v in row["load"])]
+        out.append("| " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "### Inference (batch 1 latency in ms, lower is better; batch 256 in samples/s)",
+        "",
+    ]
+    configs = ["zoo", "keras", "keras_xla"]
+    configs += [c for c in ("torch", "torch_1t") if torch_on and c in rows[0]["results"]]
+    head = ["model"] + [f"{c} b1 ms" for c in configs] + [f"{c} b256/s" for c in configs]
+    if torch_on:
+        head += ["zoo b1 / PyTorch", "zoo b256 / PyTorch"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        res = row["results"]
+        cells = [row["model"]]
+        cells += [fmt(med(res[c]["latency"]), 2) for c in configs]
+        cells += [fmt(med(res[c]["infer256"])) for c in configs]
+        if torch_on:
+            cells += [f"{ratio(res['zoo']['latency'], res['torch']['latency']):.2f}"]
+            cells += [f"{ratio(res['zoo']['infer256'], res['torch']['infer256']):.2f}"]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "First-call cost (tracing, XLA compiling, warm-up), seconds:", ""]
+    for row in rows:
+        out.append(
+            f"- {row['model']}: " + ", ".join(f"{c} {s:.1f}" for c, s in row["setup"].items())
+        )
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.torch_worker:
+        return torch_worker(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    import zoo  # noqa: F401  (imports TensorFlow quietly)
+
+    set_tf_threads(args.threads)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # predict_on_batch at two shapes: retracing warnings
+
+    client = torch_client(args)
+    try:
+        rows = []
+        for name in args.models:
+            print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
+            rows.append(bench_model(name, args, client))
+        har = har_parse_times(args.data)
+    finally:
+        if client is not None:
+            client.close()
+    cmd = "python scripts/benchmark_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])  # fmt: skip
+    print(f"## Speed: `{cmd.strip()}`\n")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        + (f", PyTorch {client.version}" if client else "")
+        + f"; {args.threads} threads, {os.cpu_count()} CPUs; batch {args.batch}, {STEPS}x"
+        + f"{FEATURES} inputs, {UNITS} units, Adam; {args.repeats} rounds of {args.steps} batches.\n"
+    )
+    print(tables(rows, client is not None))
+    if har is None:
+        print(f"\nHAR parse: skipped ({args.data} not found).")
+    else:
+        print(f"\nHAR parse ({args.data.name}): cold {har[0]:.2f} s, from cache {har[1]:.3f} s (load {har[2]:.1f}).")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

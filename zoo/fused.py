@@ -1,0 +1,140 @@
+"""Faster recurrent layers for TensorFlow on CPU: `FusedLSTM`, a drop-in `keras.layers.LSTM`.
+
+On CPU, Keras runs an LSTM as a `tf.while_loop` of small ops, one iteration a time step, and
+differentiates the loop op by op. TensorFlow ships a fused kernel, `BlockLSTM`, that runs the
+whole sequence (and its gradient, `BlockLSTMGrad`) as one op each; Keras does not use it.
+`FusedLSTM` calls it on TensorFlow without a GPU and is `keras.layers.LSTM` everywhere else:
+
+- same constructor, same weights (`kernel`, `recurrent_kernel`, `bias`, gates i, f, c, o), so
+  `set_weights` from a `keras.layers.LSTM` works both ways, and the outputs agree to ~1e-7;
+- on a GPU Keras' cuDNN path is kept; on JAX and PyTorch the layer is plain Keras;
+- cases the kernel cannot do fall back to Keras' loop (correct, only not faster): a mask,
+  recurrent dropout while training, `unroll=True`, activations other than tanh/sigmoid,
+  dtypes other than float32/float16.
+
+Why `BlockLSTM` and not `BlockLSTMV2` (whose gate layout i, f, c, o is Keras'): TensorFlow
+registers V1's gradient function for V2 (`tensorflow/python/ops/rnn_grad.py`), which computes
+V1's gradient (gate layout i, c, f, o) and so gives wrong gradients for V2. `BlockLSTM` with its
+own gradient is correct once the gates are reordered and `forget_bias=0` (Keras keeps the forget
+bias in `bias`) and `cell_clip=-1` (V1 clips the cell state at 3 by default).
+
+`BlockLSTM` has no XLA kernel: a model using the fused path does not support `jit_compile=True`
+(Keras then warns and compiles without XLA). `auto_jit_compile` picks XLA where it helps.
+
+Measured on 2 shared cores (scripts/benchmark_speed.py; ratios of training samples/s against
+`keras.layers.LSTM` without XLA, interleaved in one run): single LSTM 1.06-1.29x (XLA does
+1.23-1.34x: use XLA there), bidirectional LSTM 1.35-1.70x (XLA 0.78-1.08x), 2-layer LSTM
+0.85-0.96x. Inference at batch 256 is slower than Keras' loop (0.7-0.96x), batch 1 faster
+(3-5x lower latency, XLA lower still). So it pays for bidirectional LSTMs in training.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras
+
+__all__ = ["FusedLSTM", "auto_jit_compile", "fused_path_available"]
+
+
+@functools.cache
+def fused_path_available() -> bool:
+    """True where `FusedLSTM` uses TensorFlow's fused kernel: TensorFlow backend, no GPU."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
+
+
+def _to_icfo(t, axis: int):
+    """Keras' gate order i, f, c, o to BlockLSTM's i, c, f, o along `axis`."""
+    import tensorflow as tf
+
+    i, f, c, o = tf.split(t, 4, axis=axis)
+    return tf.concat([i, c, f, o], axis)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class FusedLSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` that runs as one fused TensorFlow op on CPU.
+
+    Takes exactly `keras.layers.LSTM`'s arguments and has its weights. See the module docstring
+    for where the fused kernel is used and where the layer falls back to Keras' own loop.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        if fused_path_available():
+            self.supports_jit = False  # BlockLSTM has no XLA kernel
+
+    def _fused_ok(self, sequences, mask, training) -> bool:
+        cell = self.cell
+        return (
+            fused_path_available()
+            and mask is None
+            and not self.unroll
+            and not (training and self.recurrent_dropout)
+            and cell.activation is keras.activations.tanh
+            and cell.recurrent_activation is keras.activations.sigmoid
+            and keras.backend.standardize_dtype(sequences.dtype) in ("float32", "float16")
+        )
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not self._fused_ok(sequences, mask, training):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        import tensorflow as tf
+
+        cell = self.cell
+        if training and self.dropout:  # one mask a sequence, as the cell and Keras' cuDNN path
+            sequences = sequences * tf.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        h0, c0 = initial_state
+        x = tf.transpose(sequences, [1, 0, 2])  # BlockLSTM is time-major
+        if self.go_backwards:
+            x = tf.reverse(x, [0])
+        w = _to_icfo(tf.concat([cell.kernel, cell.recurrent_kernel], 0), axis=1)
+        if cell.use_bias:
+            b = _to_icfo(tf.convert_to_tensor(cell.bias), axis=0)
+        else:
+            b = tf.zeros([4 * self.units], x.dtype)
+        no_peephole = tf.zeros([self.units], x.dtype)
+        _, cs, _, _, _, _, h = tf.raw_ops.BlockLSTM(
+            seq_len_max=tf.shape(x, out_type=tf.int64)[0],
+            x=x,
+            cs_prev=c0,
+            h_prev=h0,
+            w=w,
+            wci=no_peephole,
+            wcf=no_peephole,
+            wco=no_peephole,
+            b=b,
+            forget_bias=0.0,
+            cell_clip=-1.0,
+            use_peephole=False,
+        )
+        last = h[-1]
+        outputs = tf.transpose(h, [1, 0, 2]) if self.return_sequences else tf.expand_dims(last, 1)
+        return last, outputs, [last, cs[-1]]
+
+
+def auto_jit_compile(model: keras.Model, jit_compile: bool | str = "auto") -> bool | str:
+    """Resolve `jit_compile="auto"` for `model.compile`: XLA on TensorFlow CPU where it wins.
+
+    Keras' "auto" means no XLA on TensorFlow CPU. Measured (scripts/benchmark_speed.py, 2 cores),
+    XLA trains models with ONE recurrent layer faster there (training samples/s against the
+    default: LSTM 1.23-1.34x, GRU 1.64x, SimpleRNN 1.36x; inference faster too), but stacked
+    ones slower (2-layer LSTM 0.64-0.72x) and bidirectional ones no faster (0.78-1.08x). So on
+    TensorFlow without a GPU this returns True for a model with a single recurrent layer (not
+    bidirectional) whose layers all support XLA, else False, which also avoids Keras' "Model
+    doesn't support jit_compile" warning for a `FusedLSTM` on its fused path. Other values, and
+    other backends or devices, pass through unchanged.
+    """
+    if jit_compile != "auto" or not fused_path_available():
+        return jit_compile
+    layers = list(model._flatten_layers())
+    recurrent = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
+    return (
+        len(recurrent) == 1
+        and not any(isinstance(layer, keras.layers.Bidirectional) for layer in layers)
+        and all(getattr(layer, "supports_jit", True) for layer in layers)
+    )
