@@ -16,7 +16,7 @@ from zoo.cli import Parser, non_negative_float, parse_assignments, positive_int
 from zoo.registry import UnknownNameError
 from zoo.training import OPTIMIZERS
 
-DEFAULTS = {"optimizer": "adam", "patience": 10, "seed": 0}
+DEFAULTS = {"optimizer": "adam", "seed": 0}
 
 
 def build_parser() -> Parser:
@@ -60,7 +60,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--patience",
         type=positive_int,
-        help=f"epochs without validation gain before stopping (default: {DEFAULTS['patience']})",
+        help="epochs without validation gain before stopping (default: the task's own, 10 for most)",
     )
     p.add_argument(
         "--seed",
@@ -172,6 +172,9 @@ def prepare(config: dict):
     )
     config.setdefault("epochs", task.epochs)
     config.setdefault("batch_size", task.batch_size)
+    config.setdefault("patience", task.patience)
+    if task.learning_rate is not None:
+        config.setdefault("learning_rate", task.learning_rate)
     return task, model
 
 

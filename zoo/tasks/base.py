@@ -28,6 +28,9 @@ class Task:
 
     `w_*` are optional per-sample (or per-time-step) weights: a weight of 0 excludes a target from
     the loss and from every metric (the echo task uses it for the steps that cannot be known).
+    `epochs`, `batch_size`, `learning_rate` (None: the optimizer's own) and `patience` (epochs
+    without validation gain before early stopping) are the task's training
+    defaults, used where the command line and --hparams leave them unset.
     `causal` marks tasks whose targets are later inputs (next-step prediction): a model that reads
     the sequence backwards would see the answers there, so such models are refused.
     `info` holds task-specific facts worth saving with a run (normalisation statistics, baselines).
@@ -48,6 +51,8 @@ class Task:
     w_test: np.ndarray | None = None
     epochs: int = 20
     batch_size: int = 64
+    learning_rate: float | None = None
+    patience: int = 10
     causal: bool = False
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -89,8 +89,10 @@ def count_ones(
         output_kind="classification",
         num_outputs=length + 1,
         class_names=tuple(str(i) for i in range(length + 1)),
-        epochs=60,
-        batch_size=32,
+        epochs=200,
+        batch_size=64,
+        learning_rate=0.01,
+        patience=40,
         info={"length": length},
     )  # fmt: skip
 
