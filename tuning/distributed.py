@@ -9,7 +9,8 @@ Dead workers: keras-tuner's chief would wait forever for a trial whose worker di
 sends a heartbeat every `HEARTBEAT_SECONDS` while it runs a trial (`Heartbeat`, a cheap
 `get_trial` call); the chief's serving loop (`serve`) reaps workers silent for `worker_timeout`
 seconds (`SupervisedOracle.reap`: the trial goes back for a retry or fails), and stops once the
-search is over or every worker it has seen is gone.
+search is over or every worker it has seen is gone. Until its first worker calls, the chief
+waits as long as it takes (workers may be started later, on other machines).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def configure(chief: str | None = None, worker_id: str | None = None) -> str:
 
 
 def role() -> str:
-    """"local", "chief" or "worker", as keras-tuner reads the environment."""
+    """ "local", "chief" or "worker", as keras-tuner reads the environment."""
     if IP not in os.environ:
         return "local"
     return "chief" if "chief" in os.environ.get(TUNER_ID, "") else "worker"

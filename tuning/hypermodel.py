@@ -21,6 +21,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from zoo.cli import parse_value
 from zoo.models import MODELS, create_model, list_models, looks_ahead
 from zoo.registry import UnknownNameError
 from zoo.runs import model_keys
@@ -43,28 +44,23 @@ MODEL_SPACE = {
         "attention_size", 16, 128, step=2, sampling="log", default=64
     ),
 }
-# Training hyperparameters (batch_size's default is the task's own, see ZooHyperModel).
+# The switch between a model and its bidirectional twin (see `bidirectional_twin`).
+DIRECTION_SPACE = {"bidirectional": lambda hp: hp.Boolean("bidirectional", default=False)}
+# Training hyperparameters; batch_size's choices also hold the task's own, its default.
 TRAINING_SPACE = {
     "optimizer": lambda hp: hp.Choice("optimizer", ["adam", "sgd", "rmsprop", "adagrad"]),
-    "learning_rate": lambda hp: hp.Float(
-        "learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3
-    ),
-    "bidirectional": lambda hp: hp.Boolean("bidirectional", default=False),
+    "learning_rate": lambda hp: hp.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3),
 }
 BATCH_SIZES = (16, 32, 64, 128)
-NAMES = ("model", "batch_size", *TRAINING_SPACE, *MODEL_SPACE)
+NAMES = ("model", *DIRECTION_SPACE, *MODEL_SPACE, *TRAINING_SPACE, "batch_size")
 
 
-def parse_value(text: str) -> bool | int | float | str:
-    """A command-line value as the type it reads as: true/false, int, float, else the string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+class Diverged(kt.errors.FailedTrialError):
+    """Training diverged (a loss or objective not finite): the trial fails, with no retry."""
+
+    def __init__(self, message: str, epochs_run: int):
+        super().__init__(message)
+        self.epochs_run = epochs_run
 
 
 def parse_fixed(assignments: list[str]) -> dict[str, list]:
@@ -78,6 +74,8 @@ def parse_fixed(assignments: list[str]) -> dict[str, list]:
         if not sep or not name.strip() or not values.strip():
             raise ValueError(f"--fix needs NAME=VALUE[,VALUE...]. Received: {text!r}")
         parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if None in parsed:
+            raise ValueError(f"--fix {name}: a value cannot be None. Received: {values!r}")
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed):
             if any(isinstance(v, float) for v in parsed):  # keras-tuner wants one type a choice
                 parsed = [float(v) for v in parsed]
@@ -119,12 +117,16 @@ def candidate_models(task: Task, pattern: str | None = None) -> list[str]:
     """Registered models matching the globs that suit `task` (none looking ahead if causal)."""
     matched = list_models(pattern)
     suitable = [m for m in matched if not (task.causal and looks_ahead(m))]
-    if not suitable:
-        why = f"; {', '.join(matched)} look ahead, and task {task.name!r} is causal" if matched else ""
+    if suitable:
+        return suitable
+    if matched:
         raise ValueError(
-            f"no model matches --models {pattern!r}{why}. Available: {', '.join(list_models())}"
+            f"--models {pattern!r}: {', '.join(matched)} look ahead, and task {task.name!r} is "
+            "causal (its targets are later inputs)"
         )
-    return suitable
+    raise ValueError(
+        f"no model matches --models {pattern!r}. Available: {', '.join(list_models())}"
+    )
 
 
 class ZooHyperModel(kt.HyperModel):
@@ -166,6 +168,7 @@ class ZooHyperModel(kt.HyperModel):
         }
         self.models = [m for m in candidates if m not in self.twins.values()]
         self.space = {
+            **DIRECTION_SPACE,
             **MODEL_SPACE,
             **TRAINING_SPACE,
             "batch_size": lambda hp: hp.Choice(
@@ -214,9 +217,7 @@ class ZooHyperModel(kt.HyperModel):
                 raise ValueError(f"--fix learning_rate must be > 0. Received: {rate!r}")
         for size in fixed.get("batch_size", []):
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-                raise ValueError(
-                    f"--fix batch_size must be a positive integer. Received: {size!r}"
-                )
+                raise ValueError(f"--fix batch_size must be a positive integer. Received: {size!r}")
 
     def _declare(self, hp: kt.HyperParameters, name: str):
         """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range."""
@@ -240,9 +241,14 @@ class ZooHyperModel(kt.HyperModel):
             bidirectional = self._declare(hp, "bidirectional")
         return self.twins[model] if bidirectional else model
 
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        """Declare `batch_size` up front: `fit` reads it, and keras-tuner's first scan of the
+        space only calls `build`, so the first trials would otherwise all use the default."""
+        self._declare(hp, "batch_size")
+
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """A compiled model for the trial's values, in a fresh Keras session."""
-        keras.backend.clear_session()  # free earlier trials' graphs, so memory stays flat
+        keras.backend.clear_session()  # free earlier trials' models and Keras state
         keras.utils.set_random_seed(self.seed)
         name = self._declare_model(hp)
         kwargs = {}
@@ -261,10 +267,11 @@ class ZooHyperModel(kt.HyperModel):
         return compile_model(model, self.task, optimizer=optimizer, learning_rate=learning_rate)
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose=0, **kwargs):
-        """Train on the task's train split, scored on its validation split.
+        """Train on the task's train split, scored on its validation split (the data comes
+        from the task, not from `search` arguments).
 
         Early stopping and NaN stop come from `zoo.training.fit_callbacks`. A loss or objective
-        that is not finite fails the trial (`FailedTrialError`: recorded, not retried).
+        that is not finite fails the trial (`Diverged`: recorded as failed, not retried).
         """
         x, y, w = self.task.split("train")
         history = model.fit(
@@ -276,7 +283,8 @@ class ZooHyperModel(kt.HyperModel):
         for key in ("loss", self.task.objective[0]):
             values = history.history.get(key, [])
             if not values or not np.all(np.isfinite(values)):
-                raise kt.errors.FailedTrialError(
-                    f"{key} is not finite (training diverged): {values}"
+                epochs_run = len(history.history.get("loss", []))
+                raise Diverged(
+                    f"{key} is not finite after {epochs_run} epochs: {values}", epochs_run
                 )
         return history

@@ -1,2 +1,180 @@
-def write_report(project_dir):
-    return []
+"""`python -m tuning.report DIR`: trials.csv and plots from a keras-tuner project folder.
+
+Reads only files (`search.json`, `trial_*/trial.json`), so it works on a finished search, on a
+running one and on a distributed search's shared folder, whichever process wrote the trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from zoo.cli import Parser  # noqa: E402
+
+# Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
+COSTS = ("epochs_run", "seconds", "rss_mb")
+PLOTS = (  # (x, colour by, file name)
+    ("learning_rate", "model", "objective_vs_learning_rate_by_model.png"),
+    ("learning_rate", "optimizer", "objective_vs_learning_rate_by_optimizer.png"),
+    ("units", "model", "objective_vs_units.png"),
+)
+
+
+def read_objective(project_dir: Path) -> tuple[str, str]:
+    """(name, direction) of the search's objective, from search.json; ("score", "max") without."""
+    try:
+        objective = json.loads((project_dir / "search.json").read_text())["objective"]
+        return objective["name"], objective["direction"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return "score", "max"
+
+
+def read_trials(project_dir: Path) -> list[dict]:
+    """Every readable trial.json, by trial id. A file being written just then is skipped."""
+    trials = []
+    for path in sorted(project_dir.glob("trial_*/trial.json")):
+        try:
+            trials.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            print(f"skipping {path}: not readable yet", file=sys.stderr)
+    return trials
+
+
+def last_value(trial: dict, metric: str) -> float | None:
+    """The last recorded value of a trial metric, or None."""
+    history = trial.get("metrics", {}).get("metrics", {}).get(metric)
+    if not history or not history["observations"]:
+        return None
+    return history["observations"][-1]["value"][-1]
+
+
+def trial_row(trial: dict, objective: str) -> dict:
+    """One trial as a flat row. `model` is the registered model (a bidirectional twin is named
+    as such), so the row reads as `python -m zoo.train` arguments."""
+    from tuning.hypermodel import registered_model
+
+    hyperparameters = trial["hyperparameters"]
+    values = dict(hyperparameters["values"])
+    if "model" in values:
+        values["model"] = registered_model(values)
+    space = [hp["config"]["name"] for hp in hyperparameters.get("space", [])]
+    values |= {name: None for name in space if name not in values}  # inactive ones
+    message = (trial.get("message") or "").strip().splitlines()
+    row = {"trial_id": trial["trial_id"], "status": trial["status"], **values}
+    row[objective] = trial.get("score")
+    row |= {key: last_value(trial, key) for key in COSTS}
+    row["message"] = message[-1] if message else ""
+    return row
+
+
+def columns(rows: list[dict], objective: str) -> list[str]:
+    """trial_id, status, the hyperparameters (the zoo's in their usual order, then any others,
+    such as hyperband's tuner/epochs), objective, costs, message."""
+    from tuning.hypermodel import NAMES
+
+    head, tail = ["trial_id", "status"], [objective, *COSTS, "message"]
+    seen = [k for row in rows for k in row if k not in head and k not in tail]
+    names = [n for n in NAMES if n in seen]
+    names += [n for n in dict.fromkeys(seen) if n not in names]
+    return head + names + tail
+
+
+def write_table(rows: list[dict], objective: str, path: Path) -> Path:
+    """trials.csv, written through a temporary file so a reader never sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns(rows, objective), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def scatter(rows, x: str, colour: str, objective: str, direction: str, path: Path) -> Path:
+    """Objective against `x` (log axis), one colour per value of `colour`; the best ringed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for group in sorted({str(r.get(colour)) for r in rows}):
+        points = [r for r in rows if str(r.get(colour)) == group]
+        ax.scatter([r[x] for r in points], [r[objective] for r in points], label=group, alpha=0.8)
+    pick = max if direction == "max" else min
+    best = pick(rows, key=lambda r: r[objective])
+    ax.scatter([best[x]], [best[objective]], s=160, facecolors="none", edgecolors="k", label="best")
+    ax.set_xscale("log", base=2 if x == "units" else 10)
+    ax.set(xlabel=x, ylabel=objective, title=f"{objective} against {x}, by {colour}")
+    ax.grid(alpha=0.3)
+    ax.legend(title=colour, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw_plots(rows, objective: str, direction: str, folder: Path) -> list[Path]:
+    """The HAR tutorial's search figures, from the completed trials that have the values."""
+    drawn = []
+    for x, colour, name in PLOTS:
+        points = [
+            r for r in rows
+            if r["status"] == "COMPLETED" and isinstance(r.get(x), (int, float))
+            and isinstance(r.get(objective), (int, float)) and math.isfinite(r[objective])
+        ]  # fmt: skip
+        if points:
+            drawn.append(scatter(points, x, colour, objective, direction, folder / name))
+    return drawn
+
+
+def write_report(project_dir: str | os.PathLike) -> list[dict]:
+    """Write trials.csv and the plots into the project folder; return the rows."""
+    project_dir = Path(project_dir)
+    objective, direction = read_objective(project_dir)
+    rows = [trial_row(trial, objective) for trial in read_trials(project_dir)]
+    write_table(rows, objective, project_dir / "trials.csv")
+    draw_plots(rows, objective, direction, project_dir)
+    return rows
+
+
+def summary(rows: list[dict], objective: str, direction: str, top: int = 10) -> str:
+    """Counts by status and the best trials, as text."""
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    lines = [f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    done = [r for r in rows if isinstance(r.get(objective), (int, float))]
+    done.sort(key=lambda r: r[objective], reverse=direction == "max")
+    for r in done[:top]:
+        lines.append(
+            f"  trial {r['trial_id']}: {objective} {r[objective]:.4f}  {r.get('model')}  "
+            f"units={r.get('units')} lr={r.get('learning_rate')} optimizer={r.get('optimizer')}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(
+        prog="python -m tuning.report",
+        description="Redraw trials.csv and the plots of a search project folder (finished, "
+        "running, or a distributed search's shared folder).",
+    )
+    parser.add_argument("dir", help="the project folder: DIR/PROJECT of python -m tuning.search")
+    args = parser.parse_args(argv)
+    project_dir = Path(args.dir)
+    if not any(project_dir.glob("trial_*/trial.json")):
+        parser.error(f"{project_dir} holds no keras-tuner trials (trial_*/trial.json)")
+    rows = write_report(project_dir)
+    print(summary(rows, *read_objective(project_dir)))
+    print(f"Wrote {project_dir / 'trials.csv'} and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import inspect
 import json
-import resource
 import sys
+import warnings
 from pathlib import Path
 
 from zoo.cli import Parser, positive_int
@@ -61,6 +61,7 @@ def non_negative_int(text: str) -> int:
 
 def build_parser() -> Parser:
     from tuning.distributed import DEFAULT_WORKER_TIMEOUT
+    from tuning.hypermodel import NAMES
     from tuning.tuners import TUNERS
 
     p = Parser(
@@ -75,84 +76,98 @@ def build_parser() -> Parser:
     p.add_argument("--tuner", choices=TUNERS.list(), default="random", help="search algorithm")
     p.add_argument("--max-trials", type=positive_int, default=10, help="most trials")
     p.add_argument(
-        "--epochs", type=positive_int,
+        "--epochs",
+        type=positive_int,
         help="most epochs a trial, early stopping aside; hyperband's largest budget "
         "(default: the task's own)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--executions-per-trial", type=positive_int, default=1,
+        "--executions-per-trial",
+        type=positive_int,
+        default=1,
         help="models trained a trial from fresh initialisations; their objectives are averaged",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--models", help="comma-separated globs of models to choose from, e.g. 'lstm,gru' or "
+        "--models",
+        help="comma-separated globs of models to choose from, e.g. 'lstm,gru' or "
         "'*lstm*' (default: every model that suits the task)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--fix", action="append", metavar="NAME=VALUE[,VALUE...]",
+        "--fix",
+        action="append",
+        metavar="NAME=VALUE[,VALUE...]",
         help="fix a hyperparameter (one value) or narrow it (several), e.g. optimizer=adam, "
-        "units=32,64; repeatable",
-    )  # fmt: skip
+        f"units=32,64; repeatable. Names: {', '.join(NAMES)}",
+    )
     p.add_argument(
-        "--task-option", action="append", metavar="KEY=VALUE",
+        "--task-option",
+        action="append",
+        metavar="KEY=VALUE",
         help="option passed to the task, e.g. series_length=600; repeatable",
-    )  # fmt: skip
+    )
     p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
     p.add_argument("--dir", default=DEFAULT_DIR, help="folder holding search projects")
     p.add_argument("--project", help="project folder name under --dir (default: TASK-TUNER)")
     p.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="start afresh; without it an existing project is resumed",
-    )  # fmt: skip
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the search and of each model's initialisation"
     )
     p.add_argument(
-        "--patience", type=positive_int, default=10,
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the search and of each model's initialisation (default: 0)",
+    )
+    p.add_argument(
+        "--patience",
+        type=positive_int,
+        default=10,
         help="epochs without validation gain before a trial stops",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--max-retries", type=non_negative_int, default=1,
+        "--max-retries",
+        type=non_negative_int,
+        default=1,
         help="times a crashed trial (not a diverged one) is run again before it counts as failed",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--report-rss", action="store_true",
+        "--report-rss",
+        action="store_true",
         help="print the peak resident memory of this process and its RSS after each trial",
-    )  # fmt: skip
+    )
     p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
     d = p.add_argument_group("distributed search")
     d.add_argument(
-        "--chief", metavar="HOST:PORT",
+        "--chief",
+        metavar="HOST:PORT",
         help="the chief's address; alone (or with --worker-id chief) this process is the chief",
-    )  # fmt: skip
+    )
     d.add_argument(
         "--worker-id", metavar="NAME", help="run as a worker of --chief with this name, e.g. tuner0"
     )
     d.add_argument(
-        "--worker-timeout", type=worker_timeout, default=DEFAULT_WORKER_TIMEOUT,
+        "--worker-timeout",
+        type=worker_timeout,
+        default=DEFAULT_WORKER_TIMEOUT,
         help="chief: seconds of silence after which a worker is presumed dead",
-    )  # fmt: skip
+    )
     return p
 
 
 def parse_task_options(task: str, assignments: list[str]) -> dict:
     """`["length=8"]` -> `{"length": 8}`, checked against the task's keyword arguments."""
-    from tuning.hypermodel import parse_value
+    from zoo.cli import parse_assignments
     from zoo.tasks.base import TASKS
 
-    accepted = [
-        p.name
-        for p in inspect.signature(TASKS.get(task)).parameters.values()
-        if p.kind is p.KEYWORD_ONLY and p.name != "data"
-    ]
-    options = {}
-    for text in assignments:
-        key, sep, value = text.partition("=")
-        if not sep or key not in accepted:
-            raise ValueError(
-                f"--task-option {text!r}: task {task!r} takes KEY=VALUE with KEY one of "
-                f"{', '.join(accepted) or '(none)'}"
-            )
-        options[key] = parse_value(value)
+    params = inspect.signature(TASKS.get(task)).parameters.values()
+    accepted = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "data"]
+    options = parse_assignments(assignments, "--task-option")
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        raise ValueError(
+            f"--task-option {unknown[0]}: task {task!r} takes {', '.join(accepted) or 'no options'}"
+        )
     return options
 
 
@@ -190,7 +205,9 @@ def check_resume(project_dir: Path, settings: dict, overwrite: bool) -> None:
     if overwrite or not saved.exists():
         return
     before = json.loads(saved.read_text()).get("settings", {})
-    changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v]
+    changed = [
+        f"{k}: {before.get(k)!r} -> {v!r}" for k, v in settings.items() if before.get(k) != v
+    ]
     if changed:
         raise ValueError(
             f"{project_dir} holds a search started with other settings ({'; '.join(changed)}); "
@@ -202,7 +219,9 @@ def best_model(tuner, hypermodel, trial, epochs: int):
     """The best trial's model: its checkpoint, or retrained when the checkpoint is elsewhere
     (a worker on another machine)."""
     try:
-        return tuner.load_model(trial)
+        with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed
+            warnings.simplefilter("ignore", UserWarning)
+            return tuner.load_model(trial)
     except (OSError, ValueError) as err:
         print(f"Retraining the best trial ({err})")
         hp = trial.hyperparameters
@@ -219,6 +238,8 @@ def last_error(trials) -> str:
 
 def report_rss(rows: list[dict]) -> None:
     """Peak RSS of this process, and the RSS each worker recorded after its trials."""
+    import resource  # Unix only, like ru_maxrss in KiB
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     after = [r["rss_mb"] for r in rows if r.get("rss_mb") is not None]
     line = f"Peak RSS {peak:.0f} MB over {len(rows)} trials"
@@ -256,6 +277,8 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     best = oracle.get_best_trials(1)[0]
     values = best.hyperparameters.values
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
+    if args.task_option:  # python -m zoo.train reads them from --hparams too
+        config["task_options"] = parse_task_options(args.task, args.task_option)
     config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
     write_json(project_dir / "best_hparams.json", config)
     model = best_model(tuner, hypermodel, best, epochs)
@@ -279,55 +302,74 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def prepare(args):
+    """Role, task, hypermodel and tuner from the arguments; bad input raises before any trial."""
     from tuning import distributed
     from tuning.hypermodel import ZooHyperModel, parse_fixed
     from tuning.tuners import make_tuner
-    from zoo.registry import UnknownNameError
+
+    role = distributed.configure(args.chief, args.worker_id)
+    fixed = parse_fixed(args.fix or [])
+    task = load_task(args)
+    epochs = args.epochs or task.epochs
+    hypermodel = ZooHyperModel(
+        task, models=args.models, fixed=fixed, seed=args.seed, patience=args.patience
+    )
+    project = args.project or f"{args.task}-{args.tuner}"
+    if role != "worker":
+        check_resume(Path(args.dir) / project, settings_of(args, epochs), args.overwrite)
+    tuner = make_tuner(
+        args.tuner,
+        hypermodel,
+        objective=task.objective,
+        max_trials=args.max_trials,
+        epochs=epochs,
+        seed=args.seed,
+        max_retries=args.max_retries,
+        executions_per_trial=args.executions_per_trial,
+        directory=args.dir,
+        project_name=project,
+        overwrite=args.overwrite and role != "worker",  # a worker never deletes the project
+    )
+    tuner.worker_timeout = args.worker_timeout
+    return role, task, hypermodel, tuner, epochs
+
+
+def write_settings(args, task, project_dir: Path, epochs: int) -> None:
+    """search.json: how the search was started, before it starts."""
     from zoo.runs import task_facts, versions, write_json
+
+    project_dir.mkdir(parents=True, exist_ok=True)
+    write_json(project_dir / "search.json", {
+        "settings": settings_of(args, epochs), "max_trials": args.max_trials,
+        "objective": {"name": task.objective[0], "direction": task.objective[1]},
+        "task": task_facts(task), "command": " ".join(sys.argv), "versions": versions(),
+    })  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from zoo.registry import UnknownNameError
     from zoo.tasks.base import DataError
 
     try:
-        role = distributed.configure(args.chief, args.worker_id)
-        fixed = parse_fixed(args.fix or [])
-        task = load_task(args)
-        epochs = args.epochs or task.epochs
-        hypermodel = ZooHyperModel(
-            task, models=args.models, fixed=fixed, seed=args.seed, patience=args.patience
-        )
-        project = args.project or f"{args.task}-{args.tuner}"
-        project_dir = Path(args.dir) / project
-        settings = settings_of(args, epochs)
-        if role != "worker":
-            check_resume(project_dir, settings, args.overwrite)
-        tuner = make_tuner(
-            args.tuner, hypermodel, objective=task.objective, max_trials=args.max_trials,
-            epochs=epochs, seed=args.seed, max_retries=args.max_retries,
-            executions_per_trial=args.executions_per_trial, directory=args.dir,
-            project_name=project, overwrite=args.overwrite and role != "worker",
-        )  # fmt: skip  (a worker must never delete the chief's project)
+        role, task, hypermodel, tuner, epochs = prepare(args)
     except (UnknownNameError, DataError, ValueError) as err:
         parser.error(str(err))
-    tuner.worker_timeout = args.worker_timeout
+    project_dir = Path(tuner.project_dir)
     if role != "worker":
-        project_dir.mkdir(parents=True, exist_ok=True)
-        write_json(project_dir / "search.json", {
-            "settings": settings, "max_trials": args.max_trials,
-            "objective": {"name": task.objective[0], "direction": task.objective[1]},
-            "task": task_facts(task), "command": " ".join(sys.argv), "versions": versions(),
-        })  # fmt: skip
+        write_settings(args, task, project_dir, epochs)
     try:
         tuner.search(epochs=epochs, verbose=0 if args.quiet else 2)
     except KeyboardInterrupt:
         print("\nInterrupted: run the same command again to resume.", file=sys.stderr)
         return 130
-    except OSError as err:
+    except OSError as err:  # the chief cannot listen on its address
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 1
     if role == "worker":
-        print(f"Worker {args.worker_id or 'from the environment'}: the chief ended the search")
+        print(f"Worker {tuner.tuner_id}: the chief ended the search")
         return 0
     return finish(tuner, hypermodel, task, args, project_dir, epochs)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+import warnings
 
 import keras_tuner as kt
 import psutil
@@ -21,6 +22,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
 from tuning import distributed
+from tuning.hypermodel import Diverged
 from zoo.registry import Registry
 
 TUNERS = Registry("tuner")
@@ -81,7 +83,9 @@ class SupervisedOracle:
             print(f"Ignoring results for trial {trial_id}: it is not running (late worker?)")
             return self.trials[trial_id]
         self._heard_from(tuner_id)
-        return super().update_trial(trial_id, metrics, step=step)
+        with warnings.catch_warnings():  # a diverged trial's NaN objective has no best value
+            warnings.filterwarnings("ignore", "All-NaN", RuntimeWarning)
+            return super().update_trial(trial_id, metrics, step=step)
 
     @oracle_module.synchronized
     def end_trial(self, trial):
@@ -144,6 +148,15 @@ class GridOracle(SupervisedOracle, kt.oracles.GridSearchOracle):
     pass
 
 
+def costs(started: float, epochs_run: list[int]) -> dict[str, float]:
+    """A trial's costs: mean epochs run an execution, seconds since `started`, RSS in MiB."""
+    return {
+        "epochs_run": statistics.mean(epochs_run),
+        "seconds": round(time.perf_counter() - started, 2),
+        "rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1),
+    }
+
+
 class ZooTuner(kt.Tuner):
     """A keras-tuner `Tuner` that records seconds, epochs run and RSS in each trial's metrics,
     and runs the chief's server and the workers' heartbeat in distributed mode."""
@@ -153,14 +166,19 @@ class ZooTuner(kt.Tuner):
     _heartbeat = None
 
     def run_trial(self, trial, *args, **kwargs):
-        """Train as keras-tuner does, then add `epochs_run`, `seconds` and `rss_mb`."""
+        """Train as keras-tuner does, then add `epochs_run`, `seconds` and `rss_mb`.
+
+        A diverged trial records them too, with a NaN objective (the oracle wants one).
+        """
         started = time.perf_counter()
-        histories = super().run_trial(trial, *args, **kwargs)
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)
+        except Diverged as err:
+            metrics = {self.oracle.objective.name: float("nan")}
+            self.oracle.update_trial(trial.trial_id, metrics | costs(started, [err.epochs_run]))
+            raise
         metrics = tuner_utils.convert_to_metrics_dict(histories, self.oracle.objective)
-        metrics["epochs_run"] = statistics.mean(len(h.history["loss"]) for h in histories)
-        metrics["seconds"] = round(time.perf_counter() - started, 2)
-        metrics["rss_mb"] = round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1)
-        return metrics
+        return metrics | costs(started, [len(h.history["loss"]) for h in histories])
 
     def search(self, *fit_args, **fit_kwargs):
         """Search; in distributed mode the chief serves the oracle until the search is over."""

@@ -1,0 +1,366 @@
+"""Tuning: the hypermodel, every tuner, resume, replay, failed trials and distributed search.
+
+Real keras-tuner searches on tiny tasks, no mocks. Searches run in this process where they can
+(importing TensorFlow again costs seconds); the interrupted search and the distributed ones run
+as subprocesses, as they would for a user.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from tuning import distributed, report
+from tuning import search as search_cli
+from tuning.hypermodel import ZooHyperModel, parse_fixed, training_config
+from tuning.tuners import TUNERS
+from zoo import get_task, list_models, looks_ahead
+from zoo import train as train_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = "--task-option length=6 --task-option train_size=40 --task-option val_size=8".split()
+FAST = "--epochs 1 --fix units=8 --fix depth=1 --fix recurrent_dropout=0 --quiet".split()
+# sgd at learning rate 1e9 takes the loss to inf on this regression task
+DIVERGING = (
+    "random_walk --task-option length=300 --task-option steps=5 --tuner grid --models lstm "
+    "--fix optimizer=sgd --fix batch_size=32 --fix dropout=0 --fix l2=0"
+).split() + FAST
+PLOTS = [name for _, _, name in report.PLOTS]
+# what `build` declares for every model (batch_size is declared for `fit`)
+COMMON = set("model depth units dropout recurrent_dropout l2 optimizer learning_rate".split())
+
+
+@pytest.fixture(autouse=True)
+def _local(monkeypatch):
+    """No keras-tuner distributed variables leak in: in-process searches run alone."""
+    for name in (distributed.IP, distributed.PORT, distributed.TUNER_ID):
+        monkeypatch.setenv(name, "")  # recorded, so whatever a test sets is undone after it
+        monkeypatch.delenv(name)
+
+
+def tiny_count_ones():
+    return get_task("count_ones", length=6, train_size=40, val_size=8)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def oracle_state(project: Path) -> dict:
+    return json.loads((project / "oracle.json").read_text())
+
+
+def poll_oracle(project: Path) -> dict:
+    """oracle.json of a running search, or {} while it is missing or half-written."""
+    try:
+        return oracle_state(project)
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuning.search", *args]
+
+
+def assert_no_trial_ran_twice(project: Path, trials: int) -> dict:
+    """Every trial completed and its end was recorded once; returns oracle.json's state."""
+    rows = read_csv(project / "trials.csv")
+    assert [r["status"] for r in rows] == ["COMPLETED"] * trials
+    state = oracle_state(project)
+    assert len(state["end_order"]) == len(set(state["end_order"])) == trials
+    return state
+
+
+# ---------------------------------------------------------------- the hypermodel
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_hypermodel_builds_each_registered_model(name):
+    hypermodel = ZooHyperModel(tiny_count_ones(), fixed={"model": [name], "units": [8]})
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.name == name and hp.values["model"] == name
+    assert model.output_shape == (None, 7) and model.optimizer is not None  # compiled
+    specific = {"conv_lstm": {"conv_layers", "filters", "kernel_size"}}
+    specific["attention_lstm"] = {"attention_size"}
+    assert set(hp.values) - COMMON == specific.get(name, set())
+
+
+def test_bidirectional_switch_builds_the_twin_and_replays_as_it():
+    hypermodel = ZooHyperModel(tiny_count_ones(), models="lstm,bilstm,gru")
+    assert hypermodel.models == ["gru", "lstm"] and hypermodel.twins == {"lstm": "bilstm"}
+    hp = kt.HyperParameters()
+    hp.values |= {"model": "lstm", "bidirectional": True, "units": 8}
+    assert hypermodel.build(hp).name == "bilstm"
+    config = training_config(hp.values | {"batch_size": 32}, epochs=3, patience=2, seed=0)
+    assert config["model"] == "bilstm" and "bidirectional" not in config
+    assert config["units"] == 8 and config["epochs"] == 3
+
+
+def test_fix_and_models_narrow_the_space():
+    fixed = parse_fixed(["optimizer=adam", "units=16,32", "l2=0,1e-4", "bidirectional=false"])
+    assert fixed["l2"] == [0.0, 1e-4] and fixed["bidirectional"] == [False]
+    hypermodel = ZooHyperModel(tiny_count_ones(), models="*lstm", fixed=fixed)
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    space = {p.name: p for p in hp.space}
+    assert type(space["optimizer"]).__name__ == "Fixed"
+    assert list(space["units"].values) == [16, 32] and list(space["l2"].values) == [0.0, 1e-4]
+    models = ["attention_lstm", "conv_lstm", "deep_lstm", "lstm", "peephole_lstm", "res_bilstm"]
+    assert list(space["model"].values) == [*models, "stacked_lstm"]  # bilstm: lstm + bidirectional
+    assert [c.values for c in space["kernel_size"].conditions] == [["conv_lstm"]]
+    assert [c.values for c in space["bidirectional"].conditions] == [["lstm"]]
+    narrow = ZooHyperModel(tiny_count_ones(), models="lstm,gru")
+    hp = kt.HyperParameters()
+    narrow.declare_hyperparameters(hp)
+    narrow.build(hp)
+    # no conditional or bidirectional entries for models not in play
+    assert {p.name for p in hp.space} == COMMON | {"batch_size"}
+
+
+def test_causal_task_leaves_out_models_that_look_ahead():
+    sine = get_task("sine", train_size=20, val_size=5, test_size=5)
+    models = ZooHyperModel(sine).models
+    assert models and not any(looks_ahead(m) for m in models)
+    assert "lstm" in models and "bilstm" not in models
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fix", "unit=8"], "Unknown hyperparameter 'unit'. Did you mean: 'units'?"),
+        (["--models", "nosuch*"], "no model matches --models 'nosuch*'"),
+        (["--fix", "optimizer=fast"], "--fix optimizer must be one of adam"),
+        (["--models", "lstm", "--fix", "kernel_size=3"], "none of the candidate models (lstm)"),
+        (["--fix", "model=bilstm", "--models", "lstm"], "not a candidate"),
+        (["--fix", "units=0"], "units must be a positive integer. Received: units=0"),
+        (["--task-option", "size=3"], "--task-option size: task 'count_ones' takes length,"),
+        (["--task-option", "size"], "--task-option takes KEY=VALUE. Received: 'size'"),
+        (["--worker-id", "tuner0"], "--worker-id needs --chief HOST:PORT"),
+        (["--chief", "localhost"], "--chief must be HOST:PORT"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        search_cli.main(["count_ones", *TINY, *args, "--dir", str(tmp_path), "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_causal_task_refuses_a_bidirectional_glob(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        search_cli.main(["sine", "--models", "bi*", "--dir", str(tmp_path)])
+    assert "look ahead, and task 'sine' is causal" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- searches
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """finished(tuner): the project folder of a 2-trial search on a tiny count_ones task (run
+    once a tuner)."""
+    projects = {}
+
+    def run(tuner: str) -> Path:
+        if tuner not in projects:
+            root = tmp_path_factory.mktemp(tuner)
+            args = ["count_ones", *TINY, "--tuner", tuner, "--max-trials", "2"]
+            args += ["--models", "lstm,gru", *FAST, "--dir", str(root)]
+            assert search_cli.main(args) == 0
+            projects[tuner] = root / f"count_ones-{tuner}"
+        return projects[tuner]
+
+    return run
+
+
+@pytest.mark.parametrize("tuner", TUNERS.list())
+def test_every_tuner_runs_a_search(tuner, finished):
+    project = finished(tuner)
+    rows = read_csv(project / "trials.csv")
+    assert 1 <= len(rows) <= 2 and {r["status"] for r in rows} == {"COMPLETED"}
+    for row in rows:
+        assert row["model"] in ("lstm", "gru") and row["units"] == "8"
+        assert float(row["val_accuracy"]) >= 0 and float(row["seconds"]) > 0
+        assert float(row["epochs_run"]) == 1 and float(row["rss_mb"]) > 0
+    metrics = json.loads((project / "best_metrics.json").read_text())
+    assert 0 <= metrics["accuracy"] <= 1 and metrics["samples"] == 64 - 40  # the test split
+    assert metrics["val_accuracy"] == max(float(r["val_accuracy"]) for r in rows)
+    for name in PLOTS:
+        assert (project / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_best_hparams_replay_with_zoo_train(finished, tmp_path):
+    project = finished("random")
+    best = json.loads((project / "best_hparams.json").read_text())
+    assert best["task"] == "count_ones" and best["epochs"] == 1 and best["units"] == 8
+    assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
+    assert "bidirectional" not in best and best["model"] in ("lstm", "gru")
+    hparams = str(project / "best_hparams.json")
+    out = tmp_path / "replay"
+    assert train_cli.main(["count_ones", "--hparams", hparams, "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["samples"] == 64 - 40  # same task
+    tuned = keras.models.load_model(project / "best_model.keras")
+    replayed = keras.models.load_model(out / "model.keras")
+    assert [type(layer) for layer in replayed.layers] == [type(layer) for layer in tuned.layers]
+    assert replayed.count_params() == tuned.count_params()
+    assert [layer.name for layer in replayed.layers] == [layer.name for layer in tuned.layers]
+
+
+def test_report_redraws_table_and_plots_from_the_folder(finished, capsys):
+    project = finished("random")
+    before = (project / "trials.csv").read_text()
+    for name in ["trials.csv", *PLOTS]:
+        (project / name).unlink()
+    assert report.main([str(project)]) == 0
+    assert (project / "trials.csv").read_text() == before
+    assert all((project / name).exists() for name in PLOTS)
+    assert "2 trials: 2 COMPLETED" in capsys.readouterr().out
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    args = [*DIVERGING, "--fix", "learning_rate=1e9,0.01", "--max-trials", "2"]
+    assert search_cli.main([*args, "--dir", str(tmp_path)]) == 0
+    rows = read_csv(tmp_path / "random_walk-grid" / "trials.csv")
+    assert [r["status"] for r in rows] == ["FAILED", "COMPLETED"]
+    assert [float(r["learning_rate"]) for r in rows] == [1e9, 0.01]
+    assert "loss is not finite" in rows[0]["message"] and rows[0]["val_loss"] == ""
+    assert float(rows[0]["epochs_run"]) == 1 and float(rows[0]["seconds"]) > 0
+    assert (tmp_path / "random_walk-grid" / "best_model.keras").exists()
+
+
+def test_search_whose_trials_all_failed_exits_non_zero(tmp_path, capsys):
+    args = [*DIVERGING, "--fix", "learning_rate=1e9", "--max-trials", "1"]
+    assert search_cli.main([*args, "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Search failed: none of its 1 trials completed" in err and "not finite" in err
+    project = tmp_path / "random_walk-grid"
+    assert [r["status"] for r in read_csv(project / "trials.csv")] == ["FAILED"]
+    assert not (project / "best_model.keras").exists()
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+    args = ["count_ones", *TINY, "--max-trials", "2", *FAST, "--dir", str(tmp_path)]
+    project = tmp_path / "count_ones-random"
+    proc = subprocess.Popen(command(*args), cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if poll_oracle(project).get("end_order"):
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = oracle_state(project)["end_order"]
+    assert len(done) == 1
+    saved = {t: (project / f"trial_{t}" / "trial.json").read_text() for t in done}
+    assert report.main([str(project)]) == 0  # the report reads an unfinished search too
+    statuses = [r["status"] for r in read_csv(project / "trials.csv")]
+    assert statuses.count("COMPLETED") == len(done) and set(statuses) <= {"COMPLETED", "RUNNING"}
+
+    with pytest.raises(SystemExit):  # other settings: refused, not mixed in
+        search_cli.main([*args, "--fix", "optimizer=sgd"])
+    assert "holds a search started with other settings" in capsys.readouterr().err
+    assert search_cli.main(args) == 0
+    state = assert_no_trial_ran_twice(project, 2)
+    for trial_id, text in saved.items():
+        assert (project / f"trial_{trial_id}" / "trial.json").read_text() == text
+        assert state["run_times"][trial_id] == 1
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@pytest.mark.slow
+def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
+    args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
+    launcher = [sys.executable, str(ROOT / "scripts" / "tune_distributed.py"), "--workers", "2"]
+    done = subprocess.run(
+        [*launcher, "--", *args], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    for worker in ("tuner0", "tuner1"):  # both took part, and were told the search was over
+        assert f"[{worker}] Worker {worker}: the chief ended the search" in done.stdout
+    assert "[chief] 3 of 3 trials completed" in done.stdout
+    project = tmp_path / "count_ones-random"
+    state = assert_no_trial_ran_twice(project, 3)
+    assert set(state["run_times"].values()) == {1}
+    best = json.loads((project / "best_hparams.json").read_text())
+    assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
+    assert (project / "best_model.keras").exists()
+
+
+@pytest.mark.slow
+def test_dead_worker_trial_is_retried_and_the_search_ends(tmp_path):
+    """A worker killed mid-trial: the chief reaps it after --worker-timeout, the other worker
+    runs its trial again, and the search finishes. The workers find the chief through
+    keras-tuner's own environment variables."""
+    project = tmp_path / "count_ones-random"
+    port = free_port()
+    args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
+    args += ["--epochs", "3"]  # longer trials, to be killed in the middle of one
+    out = tmp_path / "chief.log"
+    with open(out, "w") as log:
+        chief = subprocess.Popen(
+            command(*args, "--chief", f"127.0.0.1:{port}", "--worker-timeout", "10"),
+            cwd=ROOT, stdout=log, stderr=log,
+        )  # fmt: skip
+    workers = {}
+    for name in ("tuner0", "tuner1"):
+        env = {distributed.IP: "127.0.0.1", distributed.PORT: str(port), distributed.TUNER_ID: name}
+        workers[name] = subprocess.Popen(
+            command(*args), cwd=ROOT, env=os.environ | env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        running = {}
+        while not running and time.monotonic() < deadline:
+            time.sleep(0.1)
+            running = poll_oracle(project).get("ongoing_trials")
+        victim, trial_id = next(iter(running.items()))
+        workers[victim].send_signal(signal.SIGKILL)
+        assert chief.wait(timeout=180) == 0, out.read_text()[-3000:]
+        survivor = next(p for name, p in workers.items() if name != victim)
+        assert survivor.wait(timeout=30) == 0
+    finally:
+        for proc in [chief, *workers.values()]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = out.read_text()
+    assert f"worker {victim} stopped reporting for 10 s: trial {trial_id} is INVALID" in log
+    state = assert_no_trial_ran_twice(project, 3)
+    assert state["run_times"][trial_id] == 2  # killed once, then run by the other worker
+
+
+def test_configure_sets_keras_tuner_variables():
+    assert distributed.configure() == "local"
+    assert distributed.configure("127.0.0.1:8000") == "chief"
+    assert os.environ[distributed.TUNER_ID] == "chief"
+    assert distributed.configure("10.0.0.2:8000", "tuner3") == "worker"
+    assert (os.environ[distributed.IP], os.environ[distributed.PORT]) == ("10.0.0.2", "8000")
+    assert distributed.configure() == "worker"  # the variables alone keep working
