@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.tasks.base import TASKS, DataError, Task
+from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
     "https://archive.ics.uci.edu/static/public/240/human+activity+recognition+using+smartphones.zip"
@@ -443,13 +444,6 @@ def pick_val_subjects(train_subjects: np.ndarray, val_subjects: int | str | Sequ
     return chosen
 
 
-def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std (float64) of windows (n, steps, channels); a std of 0 becomes 1."""
-    flat = x.reshape(-1, x.shape[-1])
-    mean, std = flat.mean(axis=0, dtype=np.float64), flat.std(axis=0, dtype=np.float64)
-    return mean, np.where(std > 0, std, 1.0)
-
-
 @TASKS.register
 def har(
     data: str | os.PathLike | None = None,
@@ -474,10 +468,9 @@ def har(
     val_ids = pick_val_subjects(s, val_subjects)
     held = np.isin(s, val_ids)
     x_train, x_val, x_test = x[~held], x[held], arrays["x_test"]
-    mean, std = _channel_stats(x_train)
+    scaled, (mean, std) = standardize_channels(x_train, x_val, x_test)
     if standardize:
-        m, sd = mean.astype(np.float32), std.astype(np.float32)
-        x_train, x_val, x_test = ((v - m) / sd for v in (x_train, x_val, x_test))
+        x_train, x_val, x_test = scaled
     y_train, y_test = y[~held], arrays["y_test"]
     majority = np.bincount(y_train, minlength=len(CLASS_NAMES)).argmax()
     info = {
@@ -486,8 +479,8 @@ def har(
         "steps": STEPS,
         "sampling_hz": SAMPLING_HZ,
         "standardized": standardize,
-        "mean": mean.tolist(),
-        "std": std.tolist(),
+        "mean": mean,
+        "std": std,
         "train_subjects": np.unique(s[~held]).tolist(),
         "val_subjects": val_ids.tolist(),
         "test_subjects": np.unique(arrays["s_test"]).tolist(),
