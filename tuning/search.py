@@ -24,13 +24,12 @@ stops. scripts/tune_distributed.py starts a chief and N workers on this machine.
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 import warnings
 from pathlib import Path
 
-from zoo.cli import Parser, positive_int
+from zoo.cli import Parser, non_negative_int, parse_assignments, positive_int
 
 DEFAULT_DIR = "runs/tuning"
 
@@ -48,15 +47,6 @@ def worker_timeout(text: str) -> float:
     if not value >= MIN_WORKER_TIMEOUT:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_WORKER_TIMEOUT:g}, got {text}")
     return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    import argparse
-
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return int(text)
 
 
 def build_parser() -> Parser:
@@ -155,33 +145,11 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_task_options(task: str, assignments: list[str]) -> dict:
-    """`["length=8"]` -> `{"length": 8}`, checked against the task's keyword arguments."""
-    from zoo.cli import parse_assignments
-    from zoo.tasks.base import TASKS
-
-    params = inspect.signature(TASKS.get(task)).parameters.values()
-    accepted = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "data"]
-    options = parse_assignments(assignments, "--task-option")
-    unknown = [key for key in options if key not in accepted]
-    if unknown:
-        raise ValueError(
-            f"--task-option {unknown[0]}: task {task!r} takes {', '.join(accepted) or 'no options'}"
-        )
-    return options
-
-
 def load_task(args):
     """The task with its --task-option values and --data."""
-    from zoo.runs import task_takes_data
-    from zoo.tasks.base import get_task
+    from zoo.runs import load_task as load
 
-    options = parse_task_options(args.task, args.task_option or [])
-    if args.data:
-        if not task_takes_data(args.task):
-            raise ValueError(f"task {args.task!r} reads no file; drop --data")
-        options["data"] = args.data
-    return get_task(args.task, **options)
+    return load(args.task, args.data, parse_assignments(args.task_option, "--task-option"))
 
 
 def settings_of(args, epochs: int) -> dict:
@@ -278,7 +246,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     values = best.hyperparameters.values
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
     if args.task_option:  # python -m zoo.train reads them from --hparams too
-        config["task_options"] = parse_task_options(args.task, args.task_option)
+        config["task_options"] = parse_assignments(args.task_option, "--task-option")
     config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
     write_json(project_dir / "best_hparams.json", config)
     model = best_model(tuner, hypermodel, best, epochs)

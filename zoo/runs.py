@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from zoo.models import MODELS, looks_ahead
-from zoo.tasks.base import TASKS, Task
+from zoo.tasks.base import TASKS, Task, get_task
 
 TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "patience", "seed")
 
@@ -26,6 +26,28 @@ def model_keys(model: str) -> list[str]:
 def task_takes_data(task: str) -> bool:
     """True when the task reads a file given with --data."""
     return "data" in inspect.signature(TASKS.get(task)).parameters
+
+
+def task_options(task: str) -> list[str]:
+    """The options a registered task takes (its keyword-only arguments; --data is apart)."""
+    params = inspect.signature(TASKS.get(task)).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "data"]
+
+
+def load_task(task: str, data=None, options: dict | None = None) -> Task:
+    """The task with --data and --task-option values, each checked against what it takes."""
+    options = dict(options or {})
+    unknown = [key for key in options if key not in task_options(task)]
+    if unknown:
+        raise ValueError(
+            f"--task-option {unknown[0]}: task {task!r} takes "
+            f"{', '.join(task_options(task)) or 'no options'}"
+        )
+    if data:
+        if not task_takes_data(task):
+            raise ValueError(f"task {task!r} reads no file; drop --data")
+        options["data"] = data
+    return get_task(task, **options)
 
 
 def check_pairing(task: Task, model: str) -> None:

@@ -112,7 +112,7 @@ def read_hparams(path: str) -> dict:
 def resolve(args: argparse.Namespace) -> dict:
     """One configuration from --hparams, then the flags: model, task, model and training keys."""
     from zoo import MODELS, TASKS
-    from zoo.runs import TRAINING_KEYS, model_keys, task_takes_data
+    from zoo.runs import TRAINING_KEYS, model_keys
 
     config = read_hparams(args.hparams) if args.hparams else {}
     flags = {k: v for k, v in vars(args).items() if v is not None}
@@ -131,8 +131,6 @@ def resolve(args: argparse.Namespace) -> dict:
     if not config.get("model"):
         raise ValueError("give a MODEL, or --hparams with a 'model' entry (see --list)")
     MODELS.get(config["model"])
-    if config.get("data") and not task_takes_data(config["task"]):
-        raise ValueError(f"task {config['task']!r} reads no file; drop --data")
     allowed = {
         "task",
         "model",
@@ -157,14 +155,11 @@ def prepare(config: dict):
     """Load the task and build the model, so bad input fails before anything is written."""
     import keras
 
-    from zoo import create_model, get_task
-    from zoo.runs import check_pairing, model_keys
+    from zoo import create_model
+    from zoo.runs import check_pairing, load_task, model_keys
 
     keras.utils.set_random_seed(config["seed"])
-    try:
-        task = get_task(config["task"], data=config.get("data"), **config.get("task_options", {}))
-    except TypeError as err:  # an option the task does not take
-        raise ValueError(f"task {config['task']!r}: {err}") from None
+    task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
     hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
     model = create_model(
