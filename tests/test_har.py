@@ -185,6 +185,17 @@ def test_task_from_small_data(src, cache):
     np.testing.assert_array_equal(raw.x_test, SMALL_ARRAYS["x_test"])
 
 
+def test_frame_steps_join_consecutive_steps(src, cache):
+    plain = h.har(src, val_subjects=[3], cache_dir=cache, download=False)
+    framed = h.har(src, val_subjects=[3], frame_steps=4, cache_dir=cache, download=False)
+    assert framed.input_shape == (32, 36) and framed.info["frame_steps"] == 4
+    # frame t holds steps 4t..4t+3, each with its 9 channels in order
+    np.testing.assert_array_equal(framed.x_test[:, 1, 9:18], plain.x_test[:, 5, :])
+    np.testing.assert_array_equal(framed.x_train.reshape(plain.x_train.shape), plain.x_train)
+    with pytest.raises(ValueError, match="frame_steps must divide 128"):
+        h.har(src, frame_steps=3, cache_dir=cache, download=False)
+
+
 @pytest.mark.parametrize(
     ("val_subjects", "expected"), [(1, [5]), (2, [3, 6]), ("1,6", [1, 6]), ((6, 1), [1, 6])]
 )

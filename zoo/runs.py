@@ -12,7 +12,9 @@ from pathlib import Path
 from zoo.models import MODELS, looks_ahead
 from zoo.tasks.base import TASKS, Task, get_task
 
-TRAINING_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "patience", "seed")
+TRAINING_KEYS = (
+    "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "patience", "seed",
+)  # fmt: skip
 
 
 def model_keys(model: str) -> list[str]:

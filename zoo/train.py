@@ -14,9 +14,9 @@ from pathlib import Path
 
 from zoo.cli import Parser, non_negative_float, parse_assignments, positive_int
 from zoo.registry import UnknownNameError
-from zoo.training import OPTIMIZERS
+from zoo.training import LR_SCHEDULES, OPTIMIZERS
 
-DEFAULTS = {"optimizer": "adam", "seed": 0}
+DEFAULTS = {"optimizer": "adam", "lr_schedule": "constant", "seed": 0}
 
 
 def build_parser() -> Parser:
@@ -25,10 +25,13 @@ def build_parser() -> Parser:
         description="Train a zoo model on a task, evaluate it on the test split and save a run "
         "folder (config, best model, history, metrics, plots, TensorBoard logs).",
         epilog="Examples: python -m zoo.train har lstm | python -m zoo.train echo gru --epochs 5 | "
-        "python -m zoo.train har --hparams best_hparams.json | python -m zoo.train --list",
+        "python -m zoo.train har --hparams best_hparams.json | python -m zoo.train --preset har_best | "
+        "python -m zoo.train --list",
     )
-    p.add_argument("task", nargs="?", help="task name (see --list)")
-    p.add_argument("model", nargs="?", help="model name (see --list); may come from --hparams")
+    p.add_argument("task", nargs="?", help="task name (see --list); may come from --preset")
+    p.add_argument(
+        "model", nargs="?", help="model name (see --list); may come from --preset or --hparams"
+    )
     p.add_argument("--list", action="store_true", help="list models and tasks, then exit")
     own = "the task's own"
     mine = "the model's own"
@@ -58,6 +61,11 @@ def build_parser() -> Parser:
         "--learning-rate", type=float, help="learning rate (default: the optimizer's own)"
     )
     p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help=f"cosine: decay the learning rate to 0 over --epochs (default: {DEFAULTS['lr_schedule']})",
+    )
+    p.add_argument(
         "--patience",
         type=positive_int,
         help="epochs without validation gain before stopping (default: the task's own, 10 for most)",
@@ -76,6 +84,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--out", help="run folder (default: runs/<task>-<model>-<timestamp>)")
     p.add_argument(
+        "--preset",
+        help="named configuration (see --list); default: the one named TASK_MODEL if there is "
+        "one (not with --hparams); 'none' for the bare defaults. Flags override it",
+    )
+    p.add_argument(
         "--hparams",
         help="JSON of hyperparameters, e.g. a tuning job's best_hparams.json; flags given here override it",
     )
@@ -86,13 +99,16 @@ def build_parser() -> Parser:
 
 
 def list_everything() -> str:
-    """Models and tasks with their one-line descriptions."""
+    """Models, tasks and presets with their one-line descriptions."""
     from zoo import MODELS, TASKS
+    from zoo.presets import PRESETS
 
     lines = ["Models:"]
     lines += [f"  {n:<16} {MODELS.describe(n)}" for n in MODELS.list()]
     lines += ["Tasks:"]
     lines += [f"  {n:<16} {TASKS.describe(n)}" for n in TASKS.list()]
+    lines += ["Presets (python -m zoo.train --preset NAME; TASK_MODEL ones are defaults):"]
+    lines += [f"  {n:<16} {PRESETS.describe(n)}" for n in PRESETS.list()]
     return "\n".join(lines)
 
 
@@ -110,17 +126,37 @@ def read_hparams(path: str) -> dict:
 
 
 def resolve(args: argparse.Namespace) -> dict:
-    """One configuration from --hparams, then the flags: model, task, model and training keys."""
+    """One configuration: a preset, then --hparams, then the flags (later ones win).
+
+    The preset is `--preset NAME`, else the one named after TASK and MODEL unless --hparams
+    replays a configuration; `--preset none` uses none.
+    """
     from zoo import MODELS, TASKS
+    from zoo.presets import NO_PRESET, default_preset, get_preset
     from zoo.runs import TRAINING_KEYS, model_keys
 
-    config = read_hparams(args.hparams) if args.hparams else {}
-    flags = {k: v for k, v in vars(args).items() if v is not None}
-    config.update(
-        {k: v for k, v in flags.items() if k not in ("list", "quiet", "hparams", "task_option")}
-    )
+    hparams = read_hparams(args.hparams) if args.hparams else {}
+    skip = ("list", "quiet", "hparams", "task_option", "preset")
+    flags = {k: v for k, v in vars(args).items() if v is not None and k not in skip}
+    name = args.preset
+    preset = get_preset(name) if name not in (None, NO_PRESET) else {}
+    for key in ("task", "model"):
+        if preset and key in flags and flags[key] != preset[key]:
+            raise ValueError(
+                f"preset {name!r} is for {preset['task']} {preset['model']}, not {key} "
+                f"{flags[key]!r}; drop TASK MODEL or choose another preset"
+            )
+    task = flags.get("task") or hparams.get("task") or preset.get("task")
+    model = flags.get("model") or hparams.get("model") or preset.get("model")
+    if name is None and not args.hparams and task and model:
+        name = default_preset(task, model)
+        preset = get_preset(name) if name else {}
+    config = {**preset, **hparams, **flags}
+    if name not in (None, NO_PRESET):
+        config["preset"] = name
     options = {
-        **config.get("task_options", {}),
+        **preset.get("task_options", {}),
+        **hparams.get("task_options", {}),
         **parse_assignments(args.task_option, "--task-option"),
     }
     if options:
@@ -137,6 +173,7 @@ def resolve(args: argparse.Namespace) -> dict:
         "data",
         "out",
         "task_options",
+        "preset",
         *TRAINING_KEYS,
         *model_keys(config["model"]),
     }
@@ -209,9 +246,12 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
         "task": task_facts(task), "versions": versions(), "parameters": model.count_params(),
         "command": " ".join(sys.argv),
     })  # fmt: skip
+    x, y, w = task.split("train")
     compile_model(
-        model, task, optimizer=config["optimizer"], learning_rate=config.get("learning_rate")
-    )
+        model, task, optimizer=config["optimizer"], learning_rate=config.get("learning_rate"),
+        lr_schedule=config["lr_schedule"],
+        decay_steps=config["epochs"] * -(-len(x) // config["batch_size"]),
+    )  # fmt: skip
     callbacks = fit_callbacks(task, patience=config["patience"])
     monitor, mode = task.objective
     callbacks += [
@@ -219,7 +259,6 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
         keras.callbacks.CSVLogger(str(folder / "history.csv")),
         keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
     ]
-    x, y, w = task.split("train")
     started = time.perf_counter()
     interrupted = False
     try:
@@ -309,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, DataError, ValueError) as err:
         parser.error(str(err))
     verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
-    print(f"{config['task']} / {config['model']}: {model.count_params():,} parameters; "
+    preset = f" (preset {config['preset']})" if config.get("preset") else ""
+    print(f"{config['task']} / {config['model']}{preset}: {model.count_params():,} parameters; "
           f"{len(task.x_train)} train, {len(task.x_val)} validation, {len(task.x_test)} test samples")  # fmt: skip
     metrics = train(config, task, model, folder, verbose=verbose)
     print(f"Run folder: {folder}")

@@ -25,16 +25,44 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(name: str, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
-    """An optimizer by name (SGD with Nesterov momentum 0.9); learning_rate None keeps its default."""
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float | None = None,
+    *,
+    lr_schedule: str = "constant",
+    decay_steps: int | None = None,
+) -> keras.optimizers.Optimizer:
+    """An optimizer by name (SGD with Nesterov momentum 0.9); learning_rate None keeps its default.
+
+    `lr_schedule="cosine"` decays the learning rate to 0 over `decay_steps` training steps
+    (Keras' `CosineDecay`): large early steps, then small ones that settle into a minimum.
+    """
     if name not in OPTIMIZERS:
         raise ValueError(
             f"optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={name!r}"
         )
     if learning_rate is not None and not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
-    kwargs = {} if learning_rate is None else {"learning_rate": learning_rate}
-    return OPTIMIZERS[name](**kwargs)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(
+            f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. Received: lr_schedule={lr_schedule!r}"
+        )
+    optimizer = (
+        OPTIMIZERS[name]()
+        if learning_rate is None
+        else OPTIMIZERS[name](learning_rate=learning_rate)
+    )
+    if lr_schedule == "cosine":
+        if not decay_steps or decay_steps <= 0:
+            raise ValueError(f"lr_schedule='cosine' needs decay_steps > 0. Received: {decay_steps}")
+        initial = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        optimizer = OPTIMIZERS[name](
+            learning_rate=keras.optimizers.schedules.CosineDecay(initial, decay_steps)
+        )
+    return optimizer
 
 
 def compile_model(
@@ -43,6 +71,8 @@ def compile_model(
     *,
     optimizer: str = "adam",
     learning_rate: float | None = None,
+    lr_schedule: str = "constant",
+    decay_steps: int | None = None,
     jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """Compile `model` for `task`: its loss, and its metrics weighted by the task's sample weights.
@@ -50,9 +80,12 @@ def compile_model(
     Metrics are passed as `weighted_metrics`, so a weight of 0 (the echo task's unknowable
     steps) removes a target from the metrics too; without weights they equal the plain metrics.
     `jit_compile="auto"` turns XLA on where it measurably trains faster (see `auto_jit_compile`).
+    The optimizer comes from `make_optimizer` (with `lr_schedule` and `decay_steps`).
     """
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
+        optimizer=make_optimizer(
+            optimizer, learning_rate, lr_schedule=lr_schedule, decay_steps=decay_steps
+        ),
         loss=task.loss,
         weighted_metrics=list(task.metrics),
         jit_compile=auto_jit_compile(model, jit_compile),

@@ -452,6 +452,7 @@ def har(
     standardize: bool = True,
     cache_dir: str | os.PathLike | None = None,
     download: bool = True,
+    frame_steps: int = 1,
     epochs: int = 60,
     batch_size: int = 64,
 ) -> Task:
@@ -462,7 +463,17 @@ def har(
     `pick_val_subjects`); the test set is never touched. With `standardize`, every channel is
     scaled by the mean and std of the remaining train windows, for all splits. Channels:
     body_acc x y z, body_gyro x y z, total_acc x y z. Sources and cache: see the module docstring.
+
+    `frame_steps` joins that many consecutive steps into one input step (a frame): 128 steps of 9
+    values become 128/frame_steps steps of 9*frame_steps values, the same numbers in the same
+    order. A recurrent model then runs frame_steps times fewer sequential steps, which trains
+    several times faster on a CPU (see the README's results table).
     """
+    if frame_steps not in [n for n in range(1, STEPS + 1) if STEPS % n == 0]:
+        raise ValueError(
+            f"frame_steps must divide {STEPS} (1, 2, 4, 8, 16, 32, 64 or 128). "
+            f"Received: frame_steps={frame_steps!r}"
+        )
     arrays, facts = load_arrays(data, cache_dir=cache_dir, download_ok=download)
     x, y, s = arrays["x_train"], arrays["y_train"], arrays["s_train"]
     val_ids = pick_val_subjects(s, val_subjects)
@@ -471,12 +482,17 @@ def har(
     scaled, (mean, std) = standardize_channels(x_train, x_val, x_test)
     if standardize:
         x_train, x_val, x_test = scaled
+    x_train, x_val, x_test = (
+        x.reshape(len(x), STEPS // frame_steps, len(CHANNELS) * frame_steps)
+        for x in (x_train, x_val, x_test)
+    )
     y_train, y_test = y[~held], arrays["y_test"]
     majority = np.bincount(y_train, minlength=len(CLASS_NAMES)).argmax()
     info = {
         **facts,
         "channels": list(CHANNELS),
         "steps": STEPS,
+        "frame_steps": frame_steps,
         "sampling_hz": SAMPLING_HZ,
         "standardized": standardize,
         "mean": mean,

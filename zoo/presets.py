@@ -1,0 +1,32 @@
+"""Named configurations measured to work: `python -m zoo.train --preset NAME`.
+
+A preset is a dictionary of `zoo.train` settings (task, model, model and training
+hyperparameters). The preset named `<task>_<model>` is also the default of
+`python -m zoo.train TASK MODEL`: it sits under `--hparams` and the flags, so anything given
+explicitly wins, and `--preset none` trains with the model's and the task's bare defaults.
+Each preset's docstring gives what it was chosen for; the figures it reaches are in the README's
+results table, measured with `scripts/benchmark_results.py`.
+"""
+
+from __future__ import annotations
+
+from zoo.registry import Registry
+
+PRESETS = Registry("preset")
+NO_PRESET = "none"
+
+
+def list_presets(pattern: str | None = None) -> list[str]:
+    """Sorted preset names, filtered by fnmatch globs."""
+    return PRESETS.list(pattern)
+
+
+def get_preset(name: str) -> dict:
+    """The settings of preset `name` (a fresh dict); raises `UnknownNameError` otherwise."""
+    return dict(PRESETS.get(name)())
+
+
+def default_preset(task: str, model: str) -> str | None:
+    """The preset `python -m zoo.train TASK MODEL` starts from, if there is one."""
+    name = f"{task}_{model}"
+    return name if name in PRESETS else None
