@@ -77,6 +77,7 @@ def summarize(task, model, runs: list[dict]) -> dict:
     row = {
         "task": task,
         "model": model,
+        "preset": runs[0]["config"]["hyperparameters"].get("preset") or "-",
         "seeds": len(runs),
         "epochs": statistics.mean(r["metrics"]["epochs_run"] for r in runs),
         "wall_s": statistics.mean(r["wall"] for r in runs),
@@ -94,12 +95,12 @@ def summarize(task, model, runs: list[dict]) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| task | model | seeds | epochs | wall time (s) | test metric | mean ± std | parameters | note |",
-        "|---|---|---:|---:|---:|---|---:|---:|---|",
+        "| task | model | preset | seeds | epochs | wall time (s) | test metric | mean ± std | parameters | note |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['seeds']} | {r['epochs']:.0f} | {r['wall_s']:.0f} | "
+            f"| {r['task']} | {r['model']} | {r['preset']} | {r['seeds']} | {r['epochs']:.0f} | {r['wall_s']:.0f} | "
             f"{r['metric']} | {r['mean']:.4f} ± {r['std']:.4f} | {r['parameters']:,} | "
             f"{r.get('baseline', '')} |"
         )

@@ -4,11 +4,12 @@ For each model, four configurations train on the same synthetic HAR-shaped batch
 9 channels, 6 classes, Adam), timed in turns within one run so that the load of a shared
 machine hits them alike; ratios are medians of the per-round ratios:
 
-- `zoo`: the zoo builder with `zoo.fused.FusedLSTM` for LSTM layers, compiled with
-  `jit_compile=zoo.fused.auto_jit_compile(model)` (XLA for a single GRU/SimpleRNN layer; a
-  model without LSTM layers is then `keras_xla` or `keras`, timed once and shown in both);
+- `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
+  LSTMs), compiled with `jit_compile=zoo.fused.auto_jit_compile(model)`;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
+- `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
+  configurations that build the same network compiled the same way are timed once;
 - `torch`: the same network in PyTorch (`nn.LSTM`/`nn.GRU`/`nn.RNN`, last state, `nn.Linear`),
   in a worker process (two thread pools spinning in one process slow each other down), with
   `--threads` threads, and `torch_1t` with one: with 2 threads and other jobs running, PyTorch's
@@ -217,16 +218,21 @@ def set_tf_threads(threads: int) -> None:
 
 @contextlib.contextmanager
 def lstm_layer(cls):
-    """Build zoo models with `cls` as their LSTM layer (how models.py would wire it)."""
+    """Build zoo models with `cls` as every LSTM layer, bidirectional or not (None: as the
+    registry builds them)."""
     import zoo.models
 
-    saved = dict(zoo.models._LAYERS)
-    zoo.models._LAYERS["lstm"] = cls
+    if cls is None:
+        yield
+        return
+    saved = dict(zoo.models._LAYERS), zoo.models.FusedLSTM
+    zoo.models._LAYERS["lstm"] = zoo.models.FusedLSTM = cls
     try:
         yield
     finally:
         zoo.models._LAYERS.clear()
-        zoo.models._LAYERS.update(saved)
+        zoo.models._LAYERS.update(saved[0])
+        zoo.models.FusedLSTM = saved[1]
 
 
 def keras_configs(name: str) -> dict:
@@ -250,9 +256,10 @@ def keras_configs(name: str) -> dict:
         return make
 
     configs = {
-        "zoo": build(FusedLSTM, "zoo"),
+        "zoo": build(None, "zoo"),
         "keras": build(keras.layers.LSTM, False),
         "keras_xla": build(keras.layers.LSTM, True),
+        "fused": build(FusedLSTM, False),
     }
     return configs
 
@@ -294,16 +301,21 @@ def bench_model(name: str, args, client) -> dict:
     import keras
 
     x, y = batches(args.steps, args.batch)
-    runners, setup, uses_fused, same_as = {}, {}, False, {}
+    runners, setup, same_as, built = {}, {}, {}, {}
     for config, make in keras_configs(name).items():
         model, run, setup[config] = keras_runner(make, args, x, y)
+        layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
+        signature = (layers, bool(model.jit_compile))
         if config == "zoo":
             from zoo.fused import FusedLSTM
 
             uses_fused = any(isinstance(layer, FusedLSTM) for layer in model._flatten_layers())
-            if not uses_fused:
-                same_as[config] = "keras_xla" if model.jit_compile else "keras"
-                continue  # no LSTM layer: `zoo` is a plain Keras configuration
+            zoo_uses = "FusedLSTM" if uses_fused else ("XLA" if model.jit_compile else "default")
+        twin = built.get(signature)
+        if twin is not None:  # the same network compiled the same way: time it once
+            same_as[config] = twin
+            continue
+        built[signature] = config
         runners[config] = run
     if client is not None:
         t = time.perf_counter()
@@ -328,8 +340,7 @@ def bench_model(name: str, args, client) -> dict:
     keras.backend.clear_session()
     return {
         "model": name,
-        "fused": uses_fused,
-        "same_as": same_as.get("zoo", ""),
+        "zoo_uses": zoo_uses,
         "results": results,
         "setup": setup,
         "load": (min(loads), statistics.mean(loads), max(loads)),
@@ -361,7 +372,7 @@ def fmt(v: float, digits: int = 0) -> str:
 def tables(rows: list[dict], torch_on: bool) -> str:
     med = statistics.median
     out = ["### Training (samples/s, median of rounds; ratios are medians of per-round ratios)", ""]
-    head = ["model", "zoo", "keras (TF default)", "keras jit_compile=True"]
+    head = ["model", "zoo", "keras (TF default)", "keras jit_compile=True", "FusedLSTM everywhere"]
     head += (
         ["PyTorch", "PyTorch 1 thread", "zoo / PyTorch", "zoo / best PyTorch"] if torch_on else []
     )
@@ -369,7 +380,7 @@ def tables(rows: list[dict], torch_on: bool) -> str:
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         res = {c: r["train"] for c, r in row["results"].items()}
-        cells = [row["model"], fmt(med(res["zoo"])), fmt(med(res["keras"])), fmt(med(res["keras_xla"]))]  # fmt: skip
+        cells = [row["model"], *(fmt(med(res[c])) for c in ("zoo", "keras", "keras_xla", "fused"))]
         if torch_on:
             one = res.get("torch_1t", res["torch"])
             best = max(res["torch"], one, key=med)
@@ -377,7 +388,7 @@ def tables(rows: list[dict], torch_on: bool) -> str:
             cells += [f"{ratio(res['zoo'], res['torch']):.2f}", f"{ratio(res['zoo'], best):.2f}"]
         cells += [f"{ratio(res['zoo'], res['keras']):.2f}", f"{ratio(res['zoo'], res['keras_xla']):.2f}"]  # fmt: skip
         cells += [f"{ratio(res['keras_xla'], res['keras']):.2f}"]
-        cells += ["FusedLSTM" if row["fused"] else row["same_as"]]
+        cells += [row["zoo_uses"]]
         cells += ["-".join(f"{v:.1f}" for v in row["load"])]
         out.append("| " + " | ".join(cells) + " |")
     out += [

@@ -22,8 +22,8 @@ def test_benchmark_results_writes_its_tables(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["task"], r["model"], r["seeds"]) for r in rows] == [("echo", "lstm", "2")]
     assert 0.0 <= float(rows[0]["mean"]) <= 1.0
-    assert "| echo | lstm | 2 |" in (out / "results.md").read_text()
-    assert "| echo | lstm | 2 |" in done.stdout
+    assert "| echo | lstm | - | 2 |" in (out / "results.md").read_text()
+    assert "| echo | lstm | - | 2 |" in done.stdout
     assert sorted(p.name for p in (out / "runs").iterdir()) == [
         "echo-lstm-seed0",
         "echo-lstm-seed1",
@@ -39,3 +39,17 @@ def test_model_table_lists_every_model():
     )  # fmt: skip
     for name in list_models():
         assert f"| `{name}` |" in done.stdout
+
+
+def test_benchmark_speed_prints_its_tables():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_speed.py"), "--quick",
+         "--models", "gru,bilstm", "--no-torch"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = {}  # the training table's rows (the first row of each model)
+    for line in done.stdout.splitlines():
+        rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    assert rows["gru"].count("|") == rows["bilstm"].count("|")
+    assert "| XLA |" in rows["gru"] and "| FusedLSTM |" in rows["bilstm"]
+    assert "HAR parse" in done.stdout

@@ -12,8 +12,10 @@ import keras
 import pytest
 from test_har import FOLDER, SMALL_FILES
 
+from zoo import create_model, train
 from zoo import evaluate as evaluate_cli
-from zoo import train
+from zoo.presets import get_preset, list_presets
+from zoo.runs import model_keys
 
 TINY_ECHO = ["--task-option", "series_length=900", "--units", "8", "--epochs", "2"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -160,3 +162,55 @@ def test_cli_as_a_process(tmp_path):
         "python -m zoo.train: error: Unknown model 'lstn'. Did you mean: 'lstm'"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- presets
+
+
+def resolved(args: list[str]) -> dict:
+    return train.resolve(train.build_parser().parse_args(args))
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_resolves_and_builds(name):
+    config = resolved(["--preset", name])
+    assert config["preset"] == name
+    hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
+    model = create_model(config["model"], (128, 9), 6, **hp)  # fails on any bad value
+    assert model.count_params() > 0
+    assert resolved([config["task"], config["model"], "--preset", name]) == config
+
+
+def test_task_and_model_start_from_their_preset_and_flags_win():
+    preset = get_preset("har_lstm")
+    config = resolved(["har", "lstm", "--dropout", "0.05"])
+    assert config["preset"] == "har_lstm" and config["dropout"] == 0.05
+    for key, value in preset.items():
+        if key != "dropout":
+            assert config[key] == value, key
+
+
+def test_preset_none_and_hparams_replays_use_no_default_preset(tmp_path):
+    assert "preset" not in resolved(["har", "lstm", "--preset", "none"])
+    hparams = tmp_path / "h.json"
+    hparams.write_text(json.dumps({"model": "lstm", "units": 8}))
+    config = resolved(["har", "--hparams", str(hparams)])
+    assert "preset" not in config and config["units"] == 8
+    assert "recurrent_dropout" not in config
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "har_lstn"], "Unknown preset 'har_lstn'. Did you mean: 'har_lstm'"),
+        (
+            ["echo", "lstm", "--preset", "har_lstm"],
+            "preset 'har_lstm' is for har lstm, not task 'echo'",
+        ),
+    ],
+)
+def test_bad_presets_are_one_line(args, message, capsys):
+    with pytest.raises(SystemExit):
+        train.main([*args, "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err

@@ -30,3 +30,9 @@ def default_preset(task: str, model: str) -> str | None:
     """The preset `python -m zoo.train TASK MODEL` starts from, if there is one."""
     name = f"{task}_{model}"
     return name if name in PRESETS else None
+
+
+@PRESETS.register
+def har_lstm() -> dict:
+    """LSTM on UCI HAR, regularised: dropout and recurrent dropout 0.3 (chosen on validation)."""
+    return {"task": "har", "model": "lstm", "dropout": 0.3, "recurrent_dropout": 0.3}
