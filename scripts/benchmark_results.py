@@ -44,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", help="UCI HAR zip or folder, passed to the har runs")
     p.add_argument("--out", default="benchmarks", help="folder for runs and the tables")
     p.add_argument("--train-args", default="", help="extra zoo.train flags for every run")
+    p.add_argument("--resume", action="store_true", help="reuse the runs already finished in --out")
     return p.parse_args(argv)
 
 
@@ -53,10 +54,13 @@ def selected(only: str) -> list[tuple[str, str, list[str]]]:
 
 
 def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
-    """One zoo.train process; its metrics, config and wall time."""
+    """One zoo.train process; its metrics, config and wall time (reused with --resume)."""
     folder = Path(args.out) / "runs" / f"{task}-{model}-seed{seed}"
+    done = folder / "benchmark.json"
+    if args.resume and done.exists():
+        return {**read_run(folder), "wall": json.loads(done.read_text())["wall_seconds"]}
     if folder.exists():
-        raise SystemExit(f"{folder} exists: remove it or choose another --out")
+        raise SystemExit(f"{folder} exists: remove it, use --resume or choose another --out")
     cmd = [sys.executable, "-m", "zoo.train", task, model, "--seed", str(seed),
            "--out", str(folder), "--quiet", *flags, *args.train_args.split()]  # fmt: skip
     if task == "har" and args.data:
@@ -64,9 +68,16 @@ def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    metrics = json.loads((folder / "metrics.json").read_text())
-    config = json.loads((folder / "config.json").read_text())
-    return {"metrics": metrics, "config": config, "wall": wall}
+    done.write_text(json.dumps({"wall_seconds": wall, "command": cmd}) + "\n")
+    return {**read_run(folder), "wall": wall}
+
+
+def read_run(folder: Path) -> dict:
+    """A finished run's metrics and config."""
+    return {
+        "metrics": json.loads((folder / "metrics.json").read_text()),
+        "config": json.loads((folder / "config.json").read_text()),
+    }
 
 
 def summarize(task, model, runs: list[dict]) -> dict:

@@ -28,6 +28,14 @@ def test_benchmark_results_writes_its_tables(tmp_path):
         "echo-lstm-seed0",
         "echo-lstm-seed1",
     ]
+    model_file = out / "runs" / "echo-lstm-seed0" / "model.keras"
+    written = model_file.stat().st_mtime_ns
+    again = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_results.py"), "--only", "echo:lstm",
+         "--seeds", "0", "1", "--out", str(out), "--resume"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert again.stdout == done.stdout and model_file.stat().st_mtime_ns == written
 
 
 def test_model_table_lists_every_model():
