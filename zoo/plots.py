@@ -40,8 +40,10 @@ def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusi
     size = max(5.0, 0.55 * len(class_names) + 3)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
-        ax=ax, cmap="Blues", xticks_rotation=45, colorbar=False, values_format="d"
+        ax=ax, cmap="Blues", colorbar=False, values_format="d"
     )
+    # long class names: slanted, anchored at their tick so neighbours do not overlap
+    plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
     ax.set_title(title)
     return _save(fig, path)
 
