@@ -25,7 +25,7 @@ def build_parser() -> Parser:
         description="Train a zoo model on a task, evaluate it on the test split and save a run "
         "folder (config, best model, history, metrics, plots, TensorBoard logs).",
         epilog="Examples: python -m zoo.train har lstm | python -m zoo.train echo gru --epochs 5 | "
-        "python -m zoo.train har --hparams best_hparams.json | python -m zoo.train --preset har_best | "
+        "python -m zoo.train har --hparams best_hparams.json | python -m zoo.train --preset har_lstm | "
         "python -m zoo.train --list",
     )
     p.add_argument("task", nargs="?", help="task name (see --list); may come from --preset")
