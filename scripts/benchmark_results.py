@@ -23,6 +23,7 @@ from pathlib import Path
 CONFIGS = [
     ("har", "rnn", []),
     ("har", "lstm", []),
+    ("har", "lstm", ["--preset", "har_lstm_unframed"]),
     ("har", "gru", []),
     ("har", "bilstm", []),
     ("har", "stacked_lstm", []),
@@ -55,7 +56,8 @@ def selected(only: str) -> list[tuple[str, str, list[str]]]:
 
 def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
     """One zoo.train process; its metrics, config and wall time (reused with --resume)."""
-    folder = Path(args.out) / "runs" / f"{task}-{model}-seed{seed}"
+    label = "".join(f"-{flag.lstrip('-')}" for flag in flags)
+    folder = Path(args.out) / "runs" / f"{task}-{model}{label}-seed{seed}"
     done = folder / "benchmark.json"
     if args.resume and done.exists():
         return {**read_run(folder), "wall": json.loads(done.read_text())["wall_seconds"]}
