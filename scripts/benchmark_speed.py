@@ -236,7 +236,7 @@ def lstm_layer(cls):
 
 
 def keras_configs(name: str) -> dict:
-    """The Keras configurations of one model: name -> (build function, jit_compile)."""
+    """The Keras configurations of one model: name -> function building it compiled."""
     import keras
 
     from zoo import create_model

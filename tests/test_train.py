@@ -214,3 +214,18 @@ def test_bad_presets_are_one_line(args, message, capsys):
         train.main([*args, "--quiet"])
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err
+
+
+def test_cosine_schedule_decays_from_the_optimizer_learning_rate():
+    from zoo.training import make_optimizer
+
+    for rate, start in ((None, 0.001), (0.02, 0.02)):  # None: Adam's own default
+        optimizer = make_optimizer("adam", rate, lr_schedule="cosine", decay_steps=10)
+        assert optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+        assert float(optimizer.learning_rate) == pytest.approx(start)  # at step 0
+        optimizer.iterations.assign(10)
+        assert float(optimizer.learning_rate) == pytest.approx(0.0)  # at decay_steps
+    with pytest.raises(ValueError, match="needs decay_steps > 0"):
+        make_optimizer("adam", lr_schedule="cosine")
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        make_optimizer("adam", lr_schedule="step")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -250,7 +251,7 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
     compile_model(
         model, task, optimizer=config["optimizer"], learning_rate=config.get("learning_rate"),
         lr_schedule=config["lr_schedule"],
-        decay_steps=config["epochs"] * -(-len(x) // config["batch_size"]),
+        decay_steps=config["epochs"] * math.ceil(len(x) / config["batch_size"]),
     )  # fmt: skip
     callbacks = fit_callbacks(task, patience=config["patience"])
     monitor, mode = task.objective

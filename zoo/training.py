@@ -50,19 +50,14 @@ def make_optimizer(
         raise ValueError(
             f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. Received: lr_schedule={lr_schedule!r}"
         )
-    optimizer = (
-        OPTIMIZERS[name]()
-        if learning_rate is None
-        else OPTIMIZERS[name](learning_rate=learning_rate)
-    )
+    rate = learning_rate
     if lr_schedule == "cosine":
         if not decay_steps or decay_steps <= 0:
             raise ValueError(f"lr_schedule='cosine' needs decay_steps > 0. Received: {decay_steps}")
-        initial = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        optimizer = OPTIMIZERS[name](
-            learning_rate=keras.optimizers.schedules.CosineDecay(initial, decay_steps)
-        )
-    return optimizer
+        if rate is None:  # the optimizer's own default, as the decay's starting point
+            rate = float(keras.ops.convert_to_numpy(OPTIMIZERS[name]().learning_rate))
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps)
+    return OPTIMIZERS[name]() if rate is None else OPTIMIZERS[name](learning_rate=rate)
 
 
 def compile_model(

@@ -469,9 +469,10 @@ def har(
     order. A recurrent model then runs frame_steps times fewer sequential steps, which trains
     several times faster on a CPU (see the README's results table).
     """
-    if frame_steps not in [n for n in range(1, STEPS + 1) if STEPS % n == 0]:
+    divisors = [n for n in range(1, STEPS + 1) if STEPS % n == 0]
+    if frame_steps not in divisors:
         raise ValueError(
-            f"frame_steps must divide {STEPS} (1, 2, 4, 8, 16, 32, 64 or 128). "
+            f"frame_steps must divide {STEPS} ({', '.join(map(str, divisors))}). "
             f"Received: frame_steps={frame_steps!r}"
         )
     arrays, facts = load_arrays(data, cache_dir=cache_dir, download_ok=download)
