@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 from test_har import FOLDER, SMALL_FILES
 
@@ -92,6 +93,26 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     first = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "a")
     second = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "b")
     assert first["loss"] == second["loss"] and first["accuracy"] == second["accuracy"]
+
+
+def test_ensemble_averages_members_trained_as_single_runs(tmp_path, capsys):
+    tiny = ["count_ones", "lstm", "--task-option", "length=6", "--task-option", "train_size=40",
+            "--task-option", "val_size=8", "--units", "8", "--epochs", "2", "--seed", "5"]  # fmt: skip
+    metrics = run([*tiny, "--ensemble", "2"], tmp_path / "ens")
+    assert capsys.readouterr().out.count("member ") == 2
+    folder = tmp_path / "ens"
+    members = [keras.models.load_model(folder / f"member-{k}" / "model.keras") for k in (1, 2)]
+    ensemble = keras.models.load_model(folder / "model.keras")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["parameters"] == ensemble.count_params() == 2 * members[0].count_params()
+    assert [m["seed"] for m in metrics["members"]] == [5, 1005]
+    assert metrics["epochs_run"] == 4 and (folder / "confusion_matrix.png").exists()
+    x = keras.random.uniform((16, 6, 1), seed=0)
+    mean = (members[0].predict(x, verbose=0) + members[1].predict(x, verbose=0)) / 2
+    assert np.allclose(ensemble.predict(x, verbose=0), mean, atol=1e-6)
+    alone = run([*tiny, "--seed", "1005"], tmp_path / "alone")  # member 2 is this run
+    second = json.loads((folder / "member-2" / "metrics.json").read_text())
+    assert second["accuracy"] == alone["accuracy"] and second["loss"] == alone["loss"]
 
 
 def test_hparams_replay_and_flags_override_it(tmp_path):

@@ -34,6 +34,17 @@ def create_model(name: str, input_shape: Sequence[int | None], num_outputs: int,
     return MODELS.get(name)(tuple(input_shape), num_outputs, **kwargs)
 
 
+def average_models(models: Sequence[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One functional model whose output is the mean of `models`' outputs on the same input
+    (softmax probabilities for classifiers): a seed ensemble as one `.keras` file. The
+    models need distinct names."""
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="inputs")
+    outputs = [model(inputs) for model in models]
+    if len(outputs) > 1:
+        outputs = [keras.layers.Average(name="average")(outputs)]
+    return keras.Model(inputs, outputs[0], name=name)
+
+
 def looks_ahead(name: str) -> bool:
     """True when the model reads sequences backwards too, so an output at step t sees inputs
     after t (bidirectional models). Such a model must not be used where a later input is the

@@ -14,6 +14,7 @@ from zoo.tasks.base import TASKS, Task, get_task
 
 TRAINING_KEYS = (
     "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "patience", "seed",
+    "ensemble",
 )  # fmt: skip
 
 

@@ -17,7 +17,8 @@ from zoo.cli import Parser, non_negative_float, parse_assignments, positive_int
 from zoo.registry import UnknownNameError
 from zoo.training import LR_SCHEDULES, OPTIMIZERS
 
-DEFAULTS = {"optimizer": "adam", "lr_schedule": "constant", "seed": 0}
+DEFAULTS = {"optimizer": "adam", "lr_schedule": "constant", "seed": 0, "ensemble": 1}
+MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)
 
 
 def build_parser() -> Parser:
@@ -75,6 +76,14 @@ def build_parser() -> Parser:
         "--seed",
         type=int,
         help=f"seed for data shuffling, initialisation and dropout (default: {DEFAULTS['seed']})",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=positive_int,
+        metavar="N",
+        help="train N models alone and average their outputs (a seed ensemble): member K "
+        f"uses seed SEED+{MEMBER_SEED_STEP}*(K-1), so ensembles of nearby seeds share no member; "
+        "each member's own run is in member-K/ (default: 1)",
     )
     p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
     p.add_argument(
@@ -193,22 +202,29 @@ def prepare(config: dict):
     """Load the task and build the model, so bad input fails before anything is written."""
     import keras
 
-    from zoo import create_model
-    from zoo.runs import check_pairing, load_task, model_keys
+    from zoo.runs import check_pairing, load_task
 
     keras.utils.set_random_seed(config["seed"])
     task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
-    hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
-    model = create_model(
-        config["model"], task.input_shape, task.num_outputs, output_kind=task.output_kind, **hp
-    )
+    model = build_model(config, task)
     config.setdefault("epochs", task.epochs)
     config.setdefault("batch_size", task.batch_size)
     config.setdefault("patience", task.patience)
     if task.learning_rate is not None:
         config.setdefault("learning_rate", task.learning_rate)
     return task, model
+
+
+def build_model(config: dict, task):
+    """The configured zoo model for `task`, initialised from the current random state."""
+    from zoo import create_model
+    from zoo.runs import model_keys
+
+    hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
+    return create_model(
+        config["model"], task.input_shape, task.num_outputs, output_kind=task.output_kind, **hp
+    )
 
 
 def run_folder(config: dict) -> Path:
@@ -232,7 +248,7 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
     """Compile, fit with early stopping and checkpoints, evaluate on test, save everything."""
     import keras
 
-    from zoo.runs import task_facts, versions, write_json
+    from zoo.runs import write_json
     from zoo.training import (
         AtomicCheckpoint,
         compile_model,
@@ -242,11 +258,7 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
         validation_data,
     )  # fmt: skip
 
-    write_json(folder / "config.json", {
-        "hyperparameters": {k: v for k, v in config.items() if k != "out"},
-        "task": task_facts(task), "versions": versions(), "parameters": model.count_params(),
-        "command": " ".join(sys.argv),
-    })  # fmt: skip
+    write_config(folder, config, task, model.count_params())
     x, y, w = task.split("train")
     compile_model(
         model, task, optimizer=config["optimizer"], learning_rate=config.get("learning_rate"),
@@ -286,6 +298,67 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
     write_json(folder / "metrics.json", metrics)
     draw_plots(task, model, history, metrics, folder)
     return metrics
+
+
+def write_config(folder: Path, config: dict, task, parameters: int) -> None:
+    """config.json, written before training: settings, task facts, versions, the command."""
+    from zoo.runs import task_facts, versions, write_json
+
+    write_json(folder / "config.json", {
+        "hyperparameters": {k: v for k, v in config.items() if k != "out"},
+        "task": task_facts(task), "versions": versions(), "parameters": parameters,
+        "command": " ".join(sys.argv),
+    })  # fmt: skip
+
+
+def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
+    """`--ensemble N`: N members trained alone, member K with seed SEED+1000*(K-1), each a run folder
+    member-K/ as a single run leaves it; then one Keras model averaging their outputs is
+    evaluated and saved as the run's model.keras. Ctrl-C ends the member in training, keeps it
+    and builds the ensemble from the members so far."""
+    import keras
+
+    from zoo.models import average_models
+    from zoo.runs import write_json
+    from zoo.training import evaluate, save_model_atomic
+
+    count = config["ensemble"]
+    write_config(folder, config, task, count * model.count_params())
+    members, reports = [], []
+    for k in range(1, count + 1):
+        seed = config["seed"] + MEMBER_SEED_STEP * (k - 1)
+        if k > 1:
+            keras.utils.set_random_seed(seed)
+            model = build_model(config, task)
+        model.name = f"member_{k}"
+        (folder / f"member-{k}").mkdir()
+        metrics = train({**config, "seed": seed, "ensemble": 1}, task, model,
+                        folder / f"member-{k}", verbose)  # fmt: skip
+        members.append(model)
+        reports.append({
+            "seed": seed, "epochs_run": metrics["epochs_run"], "train_seconds": metrics["train_seconds"],
+            "test": headline_metrics(metrics), "val": headline_metrics(metrics["val"]),
+        })  # fmt: skip
+        print(f"member {k}/{count} (seed {seed}): {headline(task, metrics)}")
+        if metrics["interrupted"]:
+            break
+    ensemble = average_models(members)
+    save_model_atomic(ensemble, folder / "model.keras")
+    metrics = evaluate(ensemble, task)
+    metrics.update(
+        epochs_run=sum(r["epochs_run"] for r in reports),
+        train_seconds=round(sum(r["train_seconds"] for r in reports), 1),
+        interrupted=len(members) < count, members=reports, val=evaluate(ensemble, task, "val"),
+    )  # fmt: skip
+    metrics["val"].pop("report", None)
+    write_json(folder / "metrics.json", metrics)
+    draw_plots(task, ensemble, {}, metrics, folder)
+    return metrics
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The figures of an evaluation worth repeating in a summary."""
+    return {k: metrics[k] for k in ("accuracy", "errors", "mse", "loss") if k in metrics}
 
 
 def draw_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
@@ -350,9 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
     preset = f" (preset {config['preset']})" if config.get("preset") else ""
-    print(f"{config['task']} / {config['model']}{preset}: {model.count_params():,} parameters; "
+    members = f", ensemble of {config['ensemble']}" if config["ensemble"] > 1 else ""
+    print(f"{config['task']} / {config['model']}{preset}{members}: {model.count_params():,} parameters; "
           f"{len(task.x_train)} train, {len(task.x_val)} validation, {len(task.x_test)} test samples")  # fmt: skip
-    metrics = train(config, task, model, folder, verbose=verbose)
+    if config["ensemble"] > 1:
+        metrics = train_ensemble(config, task, model, folder, verbose=verbose)
+    else:
+        metrics = train(config, task, model, folder, verbose=verbose)
     print(f"Run folder: {folder}")
     print(f"{config['task']} {config['model']}: {headline(task, metrics)}, "
           f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s")  # fmt: skip
