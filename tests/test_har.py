@@ -196,6 +196,18 @@ def test_frame_steps_join_consecutive_steps(src, cache):
         h.har(src, frame_steps=3, cache_dir=cache, download=False)
 
 
+def test_per_subject_standardises_every_subject_alone(src, cache):
+    task = h.har(src, val_subjects=[3], per_subject=True, cache_dir=cache, download=False)
+    assert task.info["per_subject"] is True
+    for x, ids in ((task.x_test, SMALL_ARRAYS["s_test"]), (task.x_val, [3] * len(task.x_val))):
+        for subject in np.unique(ids):
+            rows = x[np.asarray(ids) == subject]
+            np.testing.assert_allclose(rows.mean(axis=(0, 1)), 0, atol=1e-4)
+            np.testing.assert_allclose(rows.std(axis=(0, 1)), 1, atol=1e-4)
+    plain = h.har(src, val_subjects=[3], cache_dir=cache, download=False)
+    assert not np.allclose(plain.x_test, task.x_test)
+
+
 @pytest.mark.parametrize(
     ("val_subjects", "expected"), [(1, [5]), (2, [3, 6]), ("1,6", [1, 6]), ((6, 1), [1, 6])]
 )
