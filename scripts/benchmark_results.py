@@ -23,7 +23,9 @@ from pathlib import Path
 CONFIGS = [
     ("har", "rnn", []),
     ("har", "lstm", []),
+    ("har", "lstm", ["--preset", "har_lstm_ensemble"]),
     ("har", "lstm", ["--preset", "har_lstm_unframed"]),
+    ("har", "lstm", ["--preset", "har_lstm_per_subject"]),
     ("har", "gru", []),
     ("har", "bilstm", []),
     ("har", "stacked_lstm", []),

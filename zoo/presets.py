@@ -35,10 +35,58 @@ def default_preset(task: str, model: str) -> str | None:
 @PRESETS.register
 def har_lstm() -> dict:
     """LSTM on UCI HAR: dropout and recurrent dropout 0.3, frames of 4 steps (32 x 36 inputs)."""
-    return {**har_lstm_unframed(), "task_options": {"frame_steps": 4}}
+    return _har_recipe("lstm")
+
+
+@PRESETS.register
+def har_lstm_ensemble() -> dict:
+    """A seed ensemble of 3 har_lstm models, outputs averaged (3 times the training time)."""
+    return {**har_lstm(), "ensemble": 3}
+
+
+@PRESETS.register
+def har_lstm_per_subject() -> dict:
+    """har_lstm on windows standardised per subject (transductive: see the har task's per_subject)."""
+    return {**har_lstm(), "task_options": {"frame_steps": 4, "per_subject": True}}
 
 
 @PRESETS.register
 def har_lstm_unframed() -> dict:
     """LSTM on UCI HAR: dropout and recurrent dropout 0.3 on all 128 steps (slower epochs)."""
-    return {"task": "har", "model": "lstm", "dropout": 0.3, "recurrent_dropout": 0.3}
+    return _har_recipe("lstm", frame_steps=1)
+
+
+def _har_recipe(model: str, frame_steps: int = 4) -> dict:
+    """har_lstm's settings for another recurrent model of the zoo."""
+    options = {"task_options": {"frame_steps": frame_steps}} if frame_steps > 1 else {}
+    return {"task": "har", "model": model, "dropout": 0.3, "recurrent_dropout": 0.3, **options}
+
+
+@PRESETS.register
+def har_rnn() -> dict:
+    """Vanilla RNN on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
+    return _har_recipe("rnn")
+
+
+@PRESETS.register
+def har_gru() -> dict:
+    """GRU on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
+    return _har_recipe("gru")
+
+
+@PRESETS.register
+def har_bilstm() -> dict:
+    """Bidirectional LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
+    return _har_recipe("bilstm")
+
+
+@PRESETS.register
+def har_stacked_lstm() -> dict:
+    """2-layer LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
+    return _har_recipe("stacked_lstm")
+
+
+@PRESETS.register
+def har_deep_lstm() -> dict:
+    """4-layer LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
+    return _har_recipe("deep_lstm")
