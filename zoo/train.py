@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -325,6 +326,7 @@ def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) ->
     count = config["ensemble"]
     write_config(folder, config, task, count * model.count_params())
     members, reports = [], []
+    logging.getLogger("tensorflow").addFilter(_no_retracing_warning)
     for k in range(1, count + 1):
         seed = config["seed"] + MEMBER_SEED_STEP * (k - 1)
         if k > 1:
@@ -353,7 +355,14 @@ def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) ->
     metrics["val"].pop("report", None)
     write_json(folder / "metrics.json", metrics)
     draw_plots(task, ensemble, {}, metrics, folder)
+    logging.getLogger("tensorflow").removeFilter(_no_retracing_warning)
     return metrics
+
+
+def _no_retracing_warning(record: logging.LogRecord) -> bool:
+    """Drop TensorFlow's "excessive retracing" warning: it counts the predict steps of all
+    models together, so an ensemble's members, each traced once, set it off."""
+    return "triggered tf.function retracing" not in record.getMessage()
 
 
 def headline_metrics(metrics: dict) -> dict:
@@ -423,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
     preset = f" (preset {config['preset']})" if config.get("preset") else ""
-    members = f", ensemble of {config['ensemble']}" if config["ensemble"] > 1 else ""
+    members = f", ensemble of {config['ensemble']}, each" if config["ensemble"] > 1 else ""
     print(f"{config['task']} / {config['model']}{preset}{members}: {model.count_params():,} parameters; "
           f"{len(task.x_train)} train, {len(task.x_val)} validation, {len(task.x_test)} test samples")  # fmt: skip
     if config["ensemble"] > 1:
