@@ -170,6 +170,9 @@ def test_cli_as_a_process(tmp_path):
         [sys.executable, "-m", "zoo.train", "--list"], capture_output=True, text=True, cwd=tmp_path
     )
     assert listing.returncode == 0 and "bilstm" in listing.stdout and "count_ones" in listing.stdout
+    entries = [line for line in listing.stdout.splitlines() if line.startswith("  ")]
+    starts = {len(line) - len(line[2:].split(" ", 1)[1].lstrip()) for line in entries}
+    assert len(starts) == 1  # descriptions line up, however long a name
     bad = subprocess.run(
         [sys.executable, "-m", "zoo.train", "har", "lstn"],
         capture_output=True,

@@ -114,12 +114,13 @@ def list_everything() -> str:
     from zoo import MODELS, TASKS
     from zoo.presets import PRESETS
 
+    width = max(len(n) for n in (*MODELS.list(), *TASKS.list(), *PRESETS.list())) + 2
     lines = ["Models:"]
-    lines += [f"  {n:<16} {MODELS.describe(n)}" for n in MODELS.list()]
+    lines += [f"  {n:<{width}}{MODELS.describe(n)}" for n in MODELS.list()]
     lines += ["Tasks:"]
-    lines += [f"  {n:<16} {TASKS.describe(n)}" for n in TASKS.list()]
+    lines += [f"  {n:<{width}}{TASKS.describe(n)}" for n in TASKS.list()]
     lines += ["Presets (python -m zoo.train --preset NAME; TASK_MODEL ones are defaults):"]
-    lines += [f"  {n:<16} {PRESETS.describe(n)}" for n in PRESETS.list()]
+    lines += [f"  {n:<{width}}{PRESETS.describe(n)}" for n in PRESETS.list()]
     return "\n".join(lines)
 
 
