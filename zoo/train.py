@@ -7,6 +7,7 @@ weights), history.csv, metrics.json, PNG plots and TensorBoard logs in tb/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -327,43 +328,52 @@ def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) ->
     count = config["ensemble"]
     write_config(folder, config, task, count * model.count_params())
     members, reports = [], []
-    logging.getLogger("tensorflow").addFilter(_no_retracing_warning)
-    for k in range(1, count + 1):
-        seed = config["seed"] + MEMBER_SEED_STEP * (k - 1)
-        if k > 1:
-            keras.utils.set_random_seed(seed)
-            model = build_model(config, task)
-        model.name = f"member_{k}"
-        (folder / f"member-{k}").mkdir()
-        metrics = train({**config, "seed": seed, "ensemble": 1}, task, model,
-                        folder / f"member-{k}", verbose)  # fmt: skip
-        members.append(model)
-        reports.append({
-            "seed": seed, "epochs_run": metrics["epochs_run"], "train_seconds": metrics["train_seconds"],
-            "test": headline_metrics(metrics), "val": headline_metrics(metrics["val"]),
-        })  # fmt: skip
-        print(f"member {k}/{count} (seed {seed}): {headline(task, metrics)}")
-        if metrics["interrupted"]:
-            break
-    ensemble = average_models(members)
-    save_model_atomic(ensemble, folder / "model.keras")
-    metrics = evaluate(ensemble, task)
-    metrics.update(
-        epochs_run=sum(r["epochs_run"] for r in reports),
-        train_seconds=round(sum(r["train_seconds"] for r in reports), 1),
-        interrupted=len(members) < count, members=reports, val=evaluate(ensemble, task, "val"),
-    )  # fmt: skip
-    metrics["val"].pop("report", None)
-    write_json(folder / "metrics.json", metrics)
-    draw_plots(task, ensemble, {}, metrics, folder)
-    logging.getLogger("tensorflow").removeFilter(_no_retracing_warning)
+    with no_retracing_warning():
+        for k in range(1, count + 1):
+            seed = config["seed"] + MEMBER_SEED_STEP * (k - 1)
+            if k > 1:
+                keras.utils.set_random_seed(seed)
+                model = build_model(config, task)
+            model.name = f"member_{k}"
+            (folder / f"member-{k}").mkdir()
+            metrics = train({**config, "seed": seed, "ensemble": 1}, task, model,
+                            folder / f"member-{k}", verbose)  # fmt: skip
+            members.append(model)
+            reports.append({
+                "seed": seed, "epochs_run": metrics["epochs_run"], "train_seconds": metrics["train_seconds"],
+                "test": headline_metrics(metrics), "val": headline_metrics(metrics["val"]),
+            })  # fmt: skip
+            print(f"member {k}/{count} (seed {seed}): {headline(task, metrics)}")
+            if metrics["interrupted"]:
+                break
+        ensemble = average_models(members)
+        save_model_atomic(ensemble, folder / "model.keras")
+        metrics = evaluate(ensemble, task)
+        metrics.update(
+            epochs_run=sum(r["epochs_run"] for r in reports),
+            train_seconds=round(sum(r["train_seconds"] for r in reports), 1),
+            interrupted=len(members) < count, members=reports, val=evaluate(ensemble, task, "val"),
+        )  # fmt: skip
+        metrics["val"].pop("report", None)
+        write_json(folder / "metrics.json", metrics)
+        draw_plots(task, ensemble, {}, metrics, folder)
     return metrics
 
 
-def _no_retracing_warning(record: logging.LogRecord) -> bool:
-    """Drop TensorFlow's "excessive retracing" warning: it counts the predict steps of all
+@contextlib.contextmanager
+def no_retracing_warning():
+    """Hold back TensorFlow's "excessive retracing" warning: it counts the predict steps of all
     models together, so an ensemble's members, each traced once, set it off."""
-    return "triggered tf.function retracing" not in record.getMessage()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+    log = logging.getLogger("tensorflow")
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
 
 
 def headline_metrics(metrics: dict) -> dict:
