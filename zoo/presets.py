@@ -72,21 +72,3 @@ def har_rnn() -> dict:
 def har_gru() -> dict:
     """GRU on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
     return _har_recipe("gru")
-
-
-@PRESETS.register
-def har_bilstm() -> dict:
-    """Bidirectional LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
-    return _har_recipe("bilstm")
-
-
-@PRESETS.register
-def har_stacked_lstm() -> dict:
-    """2-layer LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
-    return _har_recipe("stacked_lstm")
-
-
-@PRESETS.register
-def har_deep_lstm() -> dict:
-    """4-layer LSTM on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
-    return _har_recipe("deep_lstm")
