@@ -47,7 +47,8 @@ def har_lstm_ensemble() -> dict:
 @PRESETS.register
 def har_lstm_per_subject() -> dict:
     """har_lstm on windows standardised per subject (transductive: see the har task's per_subject)."""
-    return {**har_lstm(), "task_options": {"frame_steps": 4, "per_subject": True}}
+    preset = har_lstm()
+    return {**preset, "task_options": {**preset["task_options"], "per_subject": True}}
 
 
 @PRESETS.register

@@ -251,15 +251,7 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
     """Compile, fit with early stopping and checkpoints, evaluate on test, save everything."""
     import keras
 
-    from zoo.runs import write_json
-    from zoo.training import (
-        AtomicCheckpoint,
-        compile_model,
-        evaluate,
-        fit_callbacks,
-        save_model_atomic,
-        validation_data,
-    )  # fmt: skip
+    from zoo.training import AtomicCheckpoint, compile_model, fit_callbacks, validation_data
 
     write_config(folder, config, task, model.count_params())
     x, y, w = task.split("train")
@@ -290,13 +282,21 @@ def train(config: dict, task, model, folder: Path, verbose: int = 1) -> dict:
         if callbacks[0].best_weights is not None:
             model.set_weights(callbacks[0].best_weights)
     seconds = time.perf_counter() - started
-    save_model_atomic(model, folder / "model.keras")
-    metrics = evaluate(model, task)
-    metrics.update(
-        epochs_run=len(history.get("loss", [])), train_seconds=round(seconds, 1),
-        best_epoch=callbacks[0].best_epoch + 1, interrupted=interrupted,
-        val=evaluate(model, task, "val"),
+    return save_results(
+        task, model, folder, history, epochs_run=len(history.get("loss", [])),
+        train_seconds=round(seconds, 1), best_epoch=callbacks[0].best_epoch + 1,
+        interrupted=interrupted,
     )  # fmt: skip
+
+
+def save_results(task, model, folder: Path, history: dict, **facts) -> dict:
+    """A trained model's end of run: model.keras, its test and validation metrics with `facts`
+    in metrics.json, and the plots. Returns the metrics."""
+    from zoo.runs import write_json
+    from zoo.training import evaluate, save_model_atomic
+
+    save_model_atomic(model, folder / "model.keras")
+    metrics = {**evaluate(model, task), **facts, "val": evaluate(model, task, "val")}
     metrics["val"].pop("report", None)
     write_json(folder / "metrics.json", metrics)
     draw_plots(task, model, history, metrics, folder)
@@ -322,8 +322,6 @@ def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) ->
     import keras
 
     from zoo.models import average_models
-    from zoo.runs import write_json
-    from zoo.training import evaluate, save_model_atomic
 
     count = config["ensemble"]
     write_config(folder, config, task, count * model.count_params())
@@ -346,18 +344,12 @@ def train_ensemble(config: dict, task, model, folder: Path, verbose: int = 1) ->
             print(f"member {k}/{count} (seed {seed}): {headline(task, metrics)}")
             if metrics["interrupted"]:
                 break
-        ensemble = average_models(members)
-        save_model_atomic(ensemble, folder / "model.keras")
-        metrics = evaluate(ensemble, task)
-        metrics.update(
+        return save_results(
+            task, average_models(members), folder, {},
             epochs_run=sum(r["epochs_run"] for r in reports),
             train_seconds=round(sum(r["train_seconds"] for r in reports), 1),
-            interrupted=len(members) < count, members=reports, val=evaluate(ensemble, task, "val"),
+            interrupted=len(members) < count, members=reports,
         )  # fmt: skip
-        metrics["val"].pop("report", None)
-        write_json(folder / "metrics.json", metrics)
-        draw_plots(task, ensemble, {}, metrics, folder)
-    return metrics
 
 
 @contextlib.contextmanager
