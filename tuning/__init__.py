@@ -8,4 +8,6 @@
 - `tuning.report`: `python -m tuning.report DIR`, trials.csv and plots from a project folder.
 """
 
-import zoo  # noqa: F401  (imports TensorFlow quietly, before keras and keras-tuner do)
+from zoo import backend
+
+backend.load()  # TensorFlow quietly, before keras and keras-tuner import it

@@ -2,51 +2,34 @@
 
 from zoo import create_model, list_models
 model = create_model("bilstm", input_shape=(128, 9), num_outputs=6, units=64, depth=2)
+
+Importing `zoo` is light: Keras (and TensorFlow) load on the first use of a name that needs them.
 """
 
-import os
-import sys
-import tempfile
+import importlib
 
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up lines (CUDA probing, absl, oneDNN) held back.
-
-    They are written straight to file descriptor 2, so only a redirect of that descriptor hides
-    them; they are replayed if the import fails. RNN_ZOO_TF_LOGS=1 shows them.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if (
-        os.environ.get("RNN_ZOO_TF_LOGS")
-        or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
-    ):
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+") as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # probes CUDA now, while held back
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-_import_tensorflow_quietly()
-
-from zoo.models import MODELS, create_model, list_models, looks_ahead
-from zoo.registry import Registry, UnknownNameError
-from zoo.tasks import TASKS, DataError, Task, get_task, list_tasks
-
-__all__ = [
-    "MODELS", "TASKS", "DataError", "Registry", "Task", "UnknownNameError",
-    "create_model", "get_task", "list_models", "list_tasks", "looks_ahead",
-]  # fmt: skip
+# name -> module that defines it; loaded on first access (PEP 562)
+_EXPORTS = {
+    "MODELS": "zoo.models", "create_model": "zoo.models", "list_models": "zoo.models",
+    "looks_ahead": "zoo.models",
+    "Registry": "zoo.registry", "UnknownNameError": "zoo.registry",
+    "TASKS": "zoo.tasks", "DataError": "zoo.tasks", "Task": "zoo.tasks", "get_task": "zoo.tasks",
+    "list_tasks": "zoo.tasks",
+}  # fmt: skip
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    if _EXPORTS[name] == "zoo.models":
+        from zoo import backend
+
+        backend.load()
+    module = importlib.import_module(_EXPORTS[name])
+    return getattr(module, name)
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

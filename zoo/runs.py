@@ -107,3 +107,34 @@ def task_facts(task: Task) -> dict:
         "samples": {s: int(len(task.split(s)[0])) for s in ("train", "val", "test")},
         "info": info,
     }
+
+
+def locate_run(run: str | os.PathLike) -> tuple[Path, dict]:
+    """The model file of a run folder (or a `.keras` file in one) and the run's config.json."""
+    path = Path(run)
+    model_path = path / "model.keras" if path.is_dir() else path
+    config_path = model_path.parent / "config.json"
+    if not model_path.is_file():
+        raise ValueError(f"no model at {model_path}; give a run folder or a .keras file")
+    if not config_path.is_file():
+        raise ValueError(f"no config.json beside {model_path}; it names the task to evaluate on")
+    try:
+        return model_path, json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err})") from None
+
+
+def run_task(config: dict, data=None) -> Task:
+    """The task a run was trained on, rebuilt from its config.json (`data` if the data moved)."""
+    hp = config["hyperparameters"]
+    return get_task(hp["task"], data=data or hp.get("data"), **hp.get("task_options", {}))
+
+
+def load_model(path: str | os.PathLike):
+    """`keras.models.load_model`, with a corrupt or foreign file reported in one line."""
+    import keras
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:  # noqa: BLE001 - Keras raises many kinds for a bad file
+        raise ValueError(f"cannot load {path}: {err}".splitlines()[0]) from None

@@ -425,9 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(list_everything())
         return 0
+    from zoo import backend
     from zoo.tasks.base import DataError
 
     try:
+        backend.load()
         config = resolve(args)
         task, model = prepare(config)
         folder = run_folder(config)

@@ -1,0 +1,61 @@
+"""The Keras backend: imported on first use, with TensorFlow's start-up noise held back.
+
+`import zoo` stays light (no TensorFlow), so `--help` and `--list` answer at once; the first
+`from zoo import create_model` (or any module that needs Keras) calls `load()`.
+"""
+
+import os
+import sys
+import tempfile
+
+SUPPORTED = ("tensorflow", "jax")
+
+
+class BackendError(ValueError):
+    """The Keras backend asked for is not one the zoo runs on."""
+
+
+def name() -> str:
+    """The backend Keras will use: $KERAS_BACKEND, else TensorFlow (Keras' own default)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def load() -> None:
+    """Check the backend, then import Keras (and TensorFlow) quietly. Cheap after the first call."""
+    if "keras" in sys.modules:
+        return
+    if name() not in SUPPORTED:
+        raise BackendError(
+            f"KERAS_BACKEND={name()!r} is not supported by rnn-zoo; "
+            f"use one of: {', '.join(SUPPORTED)}"
+        )
+    if name() == "tensorflow":
+        _import_tensorflow_quietly()
+    import keras  # noqa: F401
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (CUDA probing, absl, oneDNN) held back.
+
+    They are written straight to file descriptor 2, so only a redirect of that descriptor hides
+    them; they are replayed if the import fails. RNN_ZOO_TF_LOGS=1 shows them.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("RNN_ZOO_TF_LOGS"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # probes CUDA now, while held back
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
