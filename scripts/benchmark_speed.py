@@ -5,7 +5,7 @@ For each model, four configurations train on the same synthetic HAR-shaped batch
 machine hits them alike; ratios are medians of the per-round ratios:
 
 - `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
-  LSTMs), compiled with `jit_compile=zoo.fused.auto_jit_compile(model)`;
+  LSTMs), compiled as `zoo.fit.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
@@ -225,14 +225,14 @@ def lstm_layer(cls):
     if cls is None:
         yield
         return
-    saved = dict(zoo.models._LAYERS), zoo.models.FusedLSTM
-    zoo.models._LAYERS["lstm"] = zoo.models.FusedLSTM = cls
+    saved = zoo.models.layer_class
+    zoo.models.layer_class = lambda cell, bidirectional: (
+        cls if cell == "lstm" else saved(cell, bidirectional)
+    )
     try:
         yield
     finally:
-        zoo.models._LAYERS.clear()
-        zoo.models._LAYERS.update(saved[0])
-        zoo.models.FusedLSTM = saved[1]
+        zoo.models.layer_class = saved
 
 
 def keras_configs(name: str) -> dict:
@@ -240,7 +240,8 @@ def keras_configs(name: str) -> dict:
     import keras
 
     from zoo import create_model
-    from zoo.fused import FusedLSTM, auto_jit_compile
+    from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
+    from zoo.fused import FusedLSTM
 
     def build(cls, jit):
         def make():
@@ -249,7 +250,8 @@ def keras_configs(name: str) -> dict:
             model.compile(
                 optimizer="adam",
                 loss="sparse_categorical_crossentropy",
-                jit_compile=auto_jit_compile(model) if jit == "zoo" else jit,
+                # the zoo's choice for a long run: steady-state speed is measured here
+                jit_compile=use_xla(model, "auto", XLA_MIN_SAMPLE_STEPS) if jit == "zoo" else jit,
             )
             return model
 

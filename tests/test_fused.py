@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from zoo.fused import FusedLSTM, auto_jit_compile, fused_path_available
+from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
+from zoo.fused import FusedLSTM, fused_path_available
 
 BATCH, STEPS, FEATURES, UNITS = 4, 11, 3, 5
 
@@ -134,7 +135,7 @@ def test_training_lowers_the_loss():
     model.compile(
         optimizer=keras.optimizers.Adam(0.02),
         loss="sparse_categorical_crossentropy",
-        jit_compile=auto_jit_compile(model),
+        jit_compile=False,
     )
     x = np.concatenate([_x(3), _x(4)])
     y = (x[:, :, 0].mean(axis=1) > 0).astype("int32")  # learnable from the inputs
@@ -143,13 +144,18 @@ def test_training_lowers_the_loss():
     assert model.evaluate(x, y, verbose=0) < 0.8 * first
 
 
-def test_auto_jit_compile():
-    assert auto_jit_compile(_model(FusedLSTM), jit_compile=False) is False
+def test_one_xla_policy_counts_the_compile_time():
+    long = XLA_MIN_SAMPLE_STEPS
+    assert use_xla(_model(FusedLSTM), "off", long) is False
+    assert use_xla(_model(FusedLSTM), "on", 0) is True
+    with pytest.raises(ValueError, match="jit_compile must be one of auto, on, off"):
+        use_xla(_model(FusedLSTM), "yes")
     if not fused_path_available():
-        assert auto_jit_compile(_model(FusedLSTM)) == "auto"
+        assert use_xla(_model(FusedLSTM), "auto", long) == "auto"
         return
-    assert auto_jit_compile(_model(FusedLSTM)) is False  # not XLA-compatible
-    assert auto_jit_compile(_model(keras.layers.GRU)) is False  # two layers, bidirectional
+    assert use_xla(_model(FusedLSTM), "auto", long) is False  # not XLA-compatible
+    assert use_xla(_model(keras.layers.GRU), "auto", long) is False  # two layers, bidirectional
     inputs = keras.Input((STEPS, FEATURES))
     single = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GRU(UNITS)(inputs)))
-    assert auto_jit_compile(single) is True
+    assert use_xla(single, "auto", long) is True
+    assert use_xla(single, "auto", long - 1) is False  # too short to pay for the compile

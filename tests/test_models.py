@@ -11,7 +11,7 @@ import pytest
 
 from zoo import create_model, list_models
 from zoo.layers import PeepholeLSTMCell
-from zoo.tasks.base import OUTPUT_KINDS
+from zoo.models import OUTPUT_KINDS
 
 STEPS, FEATURES, OUTPUTS = 12, 3, 4
 SMALL = {"units": 8}
@@ -128,6 +128,31 @@ def test_bad_hyperparameters_fail_at_build_time(kwargs, message):
         create_model("lstm", (128, 9), 6, **kwargs)
 
 
+def test_residual_stack_with_last_step_pooling_is_refused():
+    from zoo.models import recurrent_model
+
+    with pytest.raises(ValueError, match="residual needs pooling 'average' or 'attention'"):
+        recurrent_model((None, 3), 2, residual=True, depth=2)  # would add a step to every step
+    assert recurrent_model(
+        (None, 3), 2, residual=True, depth=2, pooling="average"
+    ).output_shape == (
+        None,
+        2,
+    )
+
+
+def test_variants_declare_only_what_differs():
+    from zoo.models import MODELS, looks_ahead, model_hyperparameters
+
+    assert model_hyperparameters("conv_lstm") == [
+        "units", "depth", "dropout", "recurrent_dropout", "l2", "conv_layers", "filters",
+        "kernel_size",
+    ]  # fmt: skip
+    assert MODELS.get("stacked_lstm").structure == {"cell": "lstm"}
+    assert looks_ahead("res_bilstm") and not looks_ahead("stacked_lstm")
+    assert MODELS.describe("deep_lstm").startswith("Four-layer LSTM")
+
+
 def test_bad_shapes_fail_at_build_time():
     with pytest.raises(ValueError, match="input_shape must be"):
         create_model("gru", (128,), 6)
@@ -180,3 +205,17 @@ def test_peephole_cell_without_peepholes_equals_keras_lstm():
     ours.cell.recurrent_kernel.assign(reference.cell.recurrent_kernel)
     ours.cell.bias.assign(reference.cell.bias)
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(reference(x)), atol=1e-6)
+
+
+def test_peephole_cell_draws_one_recurrent_dropout_mask_a_sequence():
+    """As keras.layers.LSTMCell: one mask for all the steps, not a new one at every step."""
+    from zoo.layers import PeepholeLSTMCell
+
+    cell = PeepholeLSTMCell(4, recurrent_dropout=0.5, seed=1)
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    x = np.ones((2, 9, 3), "float32")
+    layer(x)
+    before = keras.ops.convert_to_numpy(cell.seed_generator.state).copy()
+    layer(x, training=True)
+    draws = keras.ops.convert_to_numpy(cell.seed_generator.state) - before
+    assert draws.tolist() == [0, 1]  # one draw for 9 steps

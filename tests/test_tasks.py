@@ -184,3 +184,16 @@ def test_npz_bad_input(tmp_path):
     )  # fmt: skip
     with pytest.raises(DataError, match="features a step"):
         get_task("npz", data=tmp_path / "features.npz")
+
+
+def test_npz_with_a_nan_is_refused_in_one_line(tmp_path):
+    x = np.ones((12, 5, 2), "float32")
+    x[10, 3, 1] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, X_train=x, y_train=np.zeros(12, int), X_test=x[:3] * 0, y_test=np.zeros(3, int))
+    with pytest.raises(DataError) as err:
+        get_task("npz", data=str(path))
+    assert (
+        str(err.value)
+        == "npz: X_train must hold finite numbers; sample 10 has NaN or inf (1 such samples)"
+    )

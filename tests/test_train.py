@@ -15,8 +15,8 @@ from test_har import FOLDER, SMALL_FILES
 
 from zoo import create_model, train
 from zoo import evaluate as evaluate_cli
+from zoo.config import model_settings
 from zoo.presets import get_preset, list_presets
-from zoo.runs import model_keys
 
 TINY_ECHO = ["--task-option", "series_length=900", "--units", "8", "--epochs", "2"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -170,7 +170,7 @@ def test_cli_as_a_process(tmp_path):
         [sys.executable, "-m", "zoo.train", "--list"], capture_output=True, text=True, cwd=tmp_path
     )
     assert listing.returncode == 0 and "bilstm" in listing.stdout and "count_ones" in listing.stdout
-    entries = [line for line in listing.stdout.splitlines() if line.startswith("  ")]
+    entries = [line for line in listing.stdout.splitlines() if line[:2] == "  " != line[:3]]
     starts = {len(line) - len(line[2:].split(" ", 1)[1].lstrip()) for line in entries}
     assert len(starts) == 1  # descriptions line up, however long a name
     bad = subprocess.run(
@@ -192,15 +192,16 @@ def test_cli_as_a_process(tmp_path):
 
 
 def resolved(args: list[str]) -> dict:
-    return train.resolve(train.build_parser().parse_args(args))
+    return train.configure(train.build_parser().parse_args(args))
 
 
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_resolves_and_builds(name):
     config = resolved(["--preset", name])
     assert config["preset"] == name
-    hp = {k: config[k] for k in model_keys(config["model"]) if k in config}
-    model = create_model(config["model"], (128, 9), 6, **hp)  # fails on any bad value
+    model = create_model(
+        config["model"], (128, 9), 6, **model_settings(config)
+    )  # fails on any bad value
     assert model.count_params() > 0
     assert resolved([config["task"], config["model"], "--preset", name]) == config
 
@@ -241,7 +242,7 @@ def test_bad_presets_are_one_line(args, message, capsys):
 
 
 def test_cosine_schedule_decays_from_the_optimizer_learning_rate():
-    from zoo.training import make_optimizer
+    from zoo.fit import make_optimizer
 
     for rate, start in ((None, 0.001), (0.02, 0.02)):  # None: Adam's own default
         optimizer = make_optimizer("adam", rate, lr_schedule="cosine", decay_steps=10)
@@ -253,3 +254,86 @@ def test_cosine_schedule_decays_from_the_optimizer_learning_rate():
         make_optimizer("adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
         make_optimizer("adam", lr_schedule="step")
+
+
+# ---------------------------------------------------------------- the house's promises
+
+
+def test_help_and_list_import_no_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from zoo import train\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    train.main(['--list'])\n"
+        "    try:\n"
+        "        train.main(['har', 'lstm', '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_help_names_the_environment_and_the_pairs_own_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "RNN_ZOO_HAR_DATA" in text and "RNN_ZOO_CACHE" in text
+    with pytest.raises(SystemExit):
+        train.main(["har", "lstm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "most epochs (default for har lstm: 60)" in text
+    assert "dropout after each recurrent layer (default for har lstm: 0.3)" in text
+    with pytest.raises(SystemExit):
+        train.main(["echo", "stacked_lstm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "recurrent layers (default for echo stacked_lstm: 2)" in text
+    assert "batch size (default for echo stacked_lstm: 32)" in text
+
+
+def test_list_shows_each_tasks_options_and_training_defaults():
+    text = train.list_everything()
+    assert "options: series_length=50000, window=15, echo_step=3, seed=0" in text
+    assert "frame_steps=1" in text and "per_subject=False" in text
+    assert "training: epochs=200, batch_size=64, learning_rate=0.01, patience=40" in text
+    assert "units=64, depth=2, dropout=0.0" in text  # stacked_lstm's hyperparameters
+
+
+def test_files_follow_the_umask_and_json_is_strict(tmp_path, capsys):
+    import os
+
+    out = tmp_path / "run"
+    old = os.umask(0o022)
+    try:
+        run(["echo", "gru", *TINY_ECHO], out)
+    finally:
+        os.umask(old)
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o644, path
+    from zoo.runs import write_metrics
+
+    write_metrics(tmp_path, {"loss": float("nan"), "val": {"mse": float("inf")}, "n": 3})
+    text = (tmp_path / "metrics.json").read_text()
+    assert json.loads(text) == {"loss": None, "val": {"mse": None}, "n": 3}
+    assert "NaN" not in text and "Infinity" not in text
+    assert "loss, val.mse not finite" in capsys.readouterr().err
+
+
+def test_a_run_whose_loss_diverges_fails_and_keeps_no_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["random_walk", "lstm", "--task-option", "length=300", "--optimizer", "sgd"]
+    args += ["--learning-rate", "1e9", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert train.main(args) == 1
+    err = capsys.readouterr().err
+    assert "training diverged: the loss is" in err and err.count("\n") == 1
+    assert (out / "config.json").exists() and (out / "history.csv").exists()
+    assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
+
+
+def test_jit_compile_flag_is_recorded(tmp_path):
+    out = tmp_path / "run"
+    run(["echo", "gru", *TINY_ECHO, "--jit-compile", "off"], out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["hyperparameters"]["jit_compile"] == "off"

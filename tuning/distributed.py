@@ -15,10 +15,14 @@ waits as long as it takes (workers may be started later, on other machines).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import threading
 import time
 from concurrent import futures
+
+from keras_tuner.src.engine import conditions
 
 IP, PORT, TUNER_ID = "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"
 HEARTBEAT_SECONDS = 3.0
@@ -126,3 +130,22 @@ class Heartbeat:
                 self.oracle.get_trial(trial_id)
             except Exception as err:  # the chief may be gone or busy; the trial goes on
                 print(f"heartbeat for trial {trial_id} failed: {err}", flush=True)
+
+
+def _hold_back_condition_prints() -> None:
+    """keras-tuner 1.4.8 prints a bare hyperparameter value (`print(self.values[0])` in
+    `conditions.Parent.to_proto`) each time a conditional scope is sent between chief and
+    workers: lines like `gru` that read as ours. Its output is held back."""
+    to_proto = conditions.Parent.to_proto
+    if getattr(to_proto, "quiet", False):
+        return
+
+    def quiet_to_proto(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return to_proto(self)
+
+    quiet_to_proto.quiet = True
+    conditions.Parent.to_proto = quiet_to_proto
+
+
+_hold_back_condition_prints()

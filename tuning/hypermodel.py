@@ -9,7 +9,7 @@ replays as, so the best trial's values become a `--hparams` file (`training_conf
 - `depth`, `units`, `dropout`, `recurrent_dropout`, `l2`: what every builder takes.
 - `conv_layers`, `filters`, `kernel_size` (conv_lstm) and `attention_size` (attention_lstm): in
   conditional scopes of the models that take them, so other trials do not sample them.
-- `optimizer`, `learning_rate` (compile, through `zoo.training.compile_model`) and `batch_size`
+- `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_model`) and `batch_size`
   (fit).
 
 `fixed` replaces a range by one value (`hp.Fixed`) or narrows it to a list (`hp.Choice`).
@@ -21,12 +21,11 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from zoo.cli import parse_value
-from zoo.models import MODELS, create_model, list_models, looks_ahead
+from zoo.config import OPTIMIZERS, training_defaults_for
+from zoo.fit import compile_model, fit_callbacks, validation_data
+from zoo.models import MODELS, create_model, list_models, looks_ahead, model_hyperparameters
 from zoo.registry import UnknownNameError
-from zoo.runs import model_keys
 from zoo.tasks.base import Task
-from zoo.training import OPTIMIZERS, compile_model, fit_callbacks, validation_data
 
 # Model hyperparameters: each declared for the candidate models whose builder takes it.
 MODEL_SPACE = {
@@ -52,6 +51,7 @@ TRAINING_SPACE = {
     "learning_rate": lambda hp: hp.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3),
 }
 BATCH_SIZES = (16, 32, 64, 128)
+EXECUTION_SEED_STEP = 1000  # execution K of a trial builds its model with seed + 1000*K
 NAMES = ("model", *DIRECTION_SPACE, *MODEL_SPACE, *TRAINING_SPACE, "batch_size")
 
 
@@ -63,28 +63,6 @@ class Diverged(kt.errors.FailedTrialError):
         self.epochs_run = epochs_run
 
 
-def parse_fixed(assignments: list[str]) -> dict[str, list]:
-    """`["units=32", "optimizer=adam,sgd"]` -> `{"units": [32], "optimizer": ["adam", "sgd"]}`.
-
-    One value fixes a hyperparameter; a comma-separated list narrows it to those values.
-    """
-    fixed = {}
-    for text in assignments:
-        name, sep, values = text.partition("=")
-        if not sep or not name.strip() or not values.strip():
-            raise ValueError(f"--fix needs NAME=VALUE[,VALUE...]. Received: {text!r}")
-        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
-        if None in parsed:
-            raise ValueError(f"--fix {name}: a value cannot be None. Received: {values!r}")
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed):
-            if any(isinstance(v, float) for v in parsed):  # keras-tuner wants one type a choice
-                parsed = [float(v) for v in parsed]
-        elif len({type(v) for v in parsed}) > 1:
-            raise ValueError(f"--fix {name}: values must share one type. Received: {values!r}")
-        fixed[name.strip()] = parsed
-    return fixed
-
-
 def bidirectional_twin(model: str) -> str | None:
     """The registered bidirectional version of `model` (`lstm` -> `bilstm`), if there is one."""
     twin = f"bi{model}"
@@ -93,8 +71,9 @@ def bidirectional_twin(model: str) -> str | None:
     return None
 
 
-def registered_model(values: dict) -> str:
-    """The registered model a trial's values describe: `model`, or its twin if `bidirectional`."""
+def model_name(values: dict) -> str:
+    """The name of the registered model a trial's values describe: `model`, or its
+    bidirectional twin if `bidirectional`."""
     if values.get("bidirectional"):
         return bidirectional_twin(values["model"])
     return values["model"]
@@ -105,12 +84,28 @@ def training_config(values: dict, *, epochs: int, patience: int, seed: int) -> d
 
     Hyperband trials ran `tuner/epochs` epochs in all; others ran `epochs`.
     """
-    model = registered_model(values)
+    model = model_name(values)
     config = {"model": model}
-    config |= {k: values[k] for k in model_keys(model) if values.get(k) is not None}
+    config |= {k: values[k] for k in model_hyperparameters(model) if values.get(k) is not None}
     config |= {k: values[k] for k in ("optimizer", "learning_rate", "batch_size")}
     config |= {"epochs": values.get("tuner/epochs", epochs), "patience": patience, "seed": seed}
     return config
+
+
+def same_point(a: str, b: str) -> bool:
+    """True when models `a` and `b` differ only in defaults (`stacked_lstm` is `lstm` with
+    depth 2): the space holds both as the same points."""
+    return MODELS.get(a).structure == MODELS.get(b).structure and model_hyperparameters(
+        a
+    ) == model_hyperparameters(b)
+
+
+def without_duplicates(models: list[str]) -> list[str]:
+    """`models` less those that differ from another of them only in defaults (the shortest
+    name stays: `lstm` for `stacked_lstm` and `deep_lstm`)."""
+    return [
+        m for m in models if not any(same_point(m, o) and (len(o), o) < (len(m), m) for o in models)
+    ]
 
 
 def candidate_models(task: Task, pattern: str | None = None) -> list[str]:
@@ -136,8 +131,13 @@ class ZooHyperModel(kt.HyperModel):
         task: the `Task` to train on; its validation split scores a trial.
         models: comma-separated fnmatch globs of models to choose from. Defaults to all.
         fixed: hyperparameter name -> list of values; one value fixes it, several narrow it.
-        seed: seed set before building each model. Defaults to `0`.
-        patience: early-stopping patience within a trial. Defaults to `10`.
+        seed: seed set before building each model; execution K of a trial (from 0) uses
+            `seed + EXECUTION_SEED_STEP * K`, so repeated executions start differently.
+            Defaults to `0`.
+        epochs: most epochs a trial; with the task's size it sets the XLA choice
+            (`zoo.fit.use_xla`). Defaults to the task's own (as `patience`).
+        patience: early-stopping patience within a trial. Defaults to the task's own
+            (`zoo.config.training_defaults_for`, which adapts it to a small training split).
 
     Raises:
         ValueError: no model matches, or a fixed name or value cannot apply.
@@ -151,10 +151,16 @@ class ZooHyperModel(kt.HyperModel):
         models: str | None = None,
         fixed: dict[str, list] | None = None,
         seed: int = 0,
-        patience: int = 10,
+        patience: int | None = None,
+        epochs: int | None = None,
     ):
         super().__init__(name=f"zoo_{task.name}")
-        self.task, self.seed, self.patience = task, seed, patience
+        defaults = training_defaults_for(task)
+        self.task, self.seed = task, seed
+        self.patience = patience or defaults["patience"]
+        self.epochs = epochs or defaults["epochs"]
+        self.execution = 0  # set by the tuner before each execution of a trial
+        self.folds: list = []  # (train rows, validation rows) of the pooled splits, see use_folds
         self.fixed = dict(fixed or {})
         for name in self.fixed:
             if name not in NAMES:
@@ -162,6 +168,7 @@ class ZooHyperModel(kt.HyperModel):
         candidates = candidate_models(task, models)
         if "model" in self.fixed:
             candidates = self._fixed_models(task, candidates)
+        candidates = without_duplicates(candidates)
         # model -> its bidirectional twin, where both are candidates
         self.twins = {
             m: bidirectional_twin(m) for m in candidates if bidirectional_twin(m) in candidates
@@ -172,13 +179,15 @@ class ZooHyperModel(kt.HyperModel):
             **MODEL_SPACE,
             **TRAINING_SPACE,
             "batch_size": lambda hp: hp.Choice(
-                "batch_size", sorted({*BATCH_SIZES, task.batch_size}), default=task.batch_size
+                "batch_size",
+                sorted({*BATCH_SIZES, defaults["batch_size"]}),
+                default=defaults["batch_size"],
             ),
         }
         # hyperparameter -> the models taking it (None: every candidate does)
         self.scopes = {}
         for key in MODEL_SPACE:
-            takers = [m for m in self.models if key in model_keys(m)]
+            takers = [m for m in self.models if key in model_hyperparameters(m)]
             if takers:
                 self.scopes[key] = None if takers == self.models else takers
         self._check_fixed_values()
@@ -249,7 +258,7 @@ class ZooHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """A compiled model for the trial's values, in a fresh Keras session."""
         keras.backend.clear_session()  # free earlier trials' models and Keras state
-        keras.utils.set_random_seed(self.seed)
+        keras.utils.set_random_seed(self.seed + EXECUTION_SEED_STEP * self.execution)
         name = self._declare_model(hp)
         kwargs = {}
         for key, takers in self.scopes.items():
@@ -264,22 +273,33 @@ class ZooHyperModel(kt.HyperModel):
         )  # fmt: skip
         optimizer = self._declare(hp, "optimizer")
         learning_rate = self._declare(hp, "learning_rate")
-        return compile_model(model, self.task, optimizer=optimizer, learning_rate=learning_rate)
+        return compile_model(
+            model,
+            self.task,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            epochs=self.epochs,
+        )
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose=0, **kwargs):
-        """Train on the task's train split, scored on its validation split (the data comes
-        from the task, not from `search` arguments).
+        """Train on the task's train split, scored on its validation split, or with `folds` on
+        this execution's fold (the data comes from the task, not from `search` arguments).
 
-        Early stopping and NaN stop come from `zoo.training.fit_callbacks`. A loss or objective
+        Early stopping and NaN stop come from `zoo.fit.fit_callbacks`. A loss or objective
         that is not finite fails the trial (`Diverged`: recorded as failed, not retried).
         """
-        x, y, w = self.task.split("train")
+        (x, y, w), validation = self.training_data()
         history = model.fit(
-            x, y, sample_weight=w, validation_data=validation_data(self.task),
-            batch_size=self._declare(hp, "batch_size"), epochs=epochs or self.task.epochs,
+            x,
+            y,
+            sample_weight=w,
+            validation_data=validation,
+            batch_size=self._declare(hp, "batch_size"),
+            epochs=epochs or self.epochs,
             callbacks=[*(callbacks or []), *fit_callbacks(self.task, patience=self.patience)],
-            verbose=verbose, **kwargs,
-        )  # fmt: skip
+            verbose=verbose,
+            **kwargs,
+        )
         for key in ("loss", self.task.objective[0]):
             values = history.history.get(key, [])
             if not values or not np.all(np.isfinite(values)):
@@ -288,3 +308,34 @@ class ZooHyperModel(kt.HyperModel):
                     f"{key} is not finite after {epochs_run} epochs: {values}", epochs_run
                 )
         return history
+
+    def use_folds(self, k: int) -> None:
+        """Score trials by k-fold cross-validation: the train and validation splits pooled and
+        cut into `k` folds (stratified for per-sample classes), execution E of a trial
+        validating on fold E mod k. The tuner runs k executions a trial; the oracle sees the
+        mean of the folds' objectives."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        _, y, _ = self.pooled()
+        counts = np.bincount(y) if y.ndim == 1 and self.task.is_classification else None
+        if counts is not None and counts[counts > 0].min() >= k:
+            splitter = StratifiedKFold(k, shuffle=True, random_state=self.seed)
+        else:
+            splitter = KFold(k, shuffle=True, random_state=self.seed)
+        self.folds = list(splitter.split(np.zeros(len(y)), y if counts is not None else None))
+
+    def pooled(self):
+        """The train and validation splits as one (x, y, w)."""
+        train, val = self.task.split("train"), self.task.split("val")
+        weights = None if train[2] is None else np.concatenate([train[2], val[2]])
+        return np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]), weights
+
+    def training_data(self):
+        """((x, y, w), validation_data) of the current execution."""
+        if not self.folds:
+            return self.task.split("train"), validation_data(self.task)
+        x, y, w = self.pooled()
+        fit, held = self.folds[self.execution % len(self.folds)]
+        if w is None:
+            return (x[fit], y[fit], None), (x[held], y[held])
+        return (x[fit], y[fit], w[fit]), (x[held], y[held], w[held])

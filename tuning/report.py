@@ -6,12 +6,10 @@ running one and on a distributed search's shared folder, whichever process wrote
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +18,10 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from zoo.cli import Parser  # noqa: E402
+from zoo.runs import write_csv  # noqa: E402
 
 # Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
-COSTS = ("epochs_run", "seconds", "rss_mb")
+COSTS = ("objective_std", "epochs_run", "seconds", "rss_mb")
 PLOTS = (  # (x, colour by, file name)
     ("learning_rate", "model", "objective_vs_learning_rate_by_model.png"),
     ("learning_rate", "optimizer", "objective_vs_learning_rate_by_optimizer.png"),
@@ -61,12 +60,12 @@ def last_value(trial: dict, metric: str) -> float | None:
 def trial_row(trial: dict, objective: str) -> dict:
     """One trial as a flat row. `model` is the registered model (a bidirectional twin is named
     as such), so the row reads as `python -m zoo.train` arguments."""
-    from tuning.hypermodel import registered_model
+    from tuning.hypermodel import model_name
 
     hyperparameters = trial["hyperparameters"]
     values = dict(hyperparameters["values"])
     if "model" in values:
-        values["model"] = registered_model(values)
+        values["model"] = model_name(values)
     space = [hp["config"]["name"] for hp in hyperparameters.get("space", [])]
     values |= {name: None for name in space if name not in values}  # inactive ones
     message = (trial.get("message") or "").strip().splitlines()
@@ -89,25 +88,13 @@ def columns(rows: list[dict], objective: str) -> list[str]:
     return head + names + tail
 
 
-def write_table(rows: list[dict], objective: str, path: Path) -> Path:
-    """trials.csv, written through a temporary file so a reader never sees half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns(rows, objective), restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
-
-
 def scatter(rows, x: str, colour: str, objective: str, direction: str, path: Path) -> Path:
     """Objective against `x` (log axis), one colour per value of `colour`; the best ringed."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for group in sorted({str(r.get(colour)) for r in rows}):
         points = [r for r in rows if str(r.get(colour)) == group]
         ax.scatter([r[x] for r in points], [r[objective] for r in points], label=group, alpha=0.8)
-    pick = max if direction == "max" else min
-    best = pick(rows, key=lambda r: r[objective])
+    best = best_row(rows, objective, direction)
     ax.scatter([best[x]], [best[objective]], s=160, facecolors="none", edgecolors="k", label="best")
     ax.set_xscale("log", base=2 if x == "units" else 10)
     ax.set(xlabel=x, ylabel=objective, title=f"{objective} against {x}, by {colour}")
@@ -124,22 +111,49 @@ def draw_plots(rows, objective: str, direction: str, folder: Path) -> list[Path]
     drawn = []
     for x, colour, name in PLOTS:
         points = [
-            r for r in rows
-            if r["status"] == "COMPLETED" and isinstance(r.get(x), (int, float))
-            and isinstance(r.get(objective), (int, float)) and math.isfinite(r[objective])
-        ]  # fmt: skip
+            r for r in ranked(rows, objective, direction) if isinstance(r.get(x), (int, float))
+        ]
         if points:
             drawn.append(scatter(points, x, colour, objective, direction, folder / name))
     return drawn
 
 
+def ranked(rows: list[dict], objective: str, direction: str) -> list[dict]:
+    """Completed rows with a finite objective, best first. The one rule for "best" that the
+    search, the report and the plots share: the best objective; among equal objectives, the
+    earliest trial."""
+    done = [
+        r
+        for r in rows
+        if r["status"] == "COMPLETED"
+        and isinstance(r.get(objective), (int, float))
+        and math.isfinite(r[objective])
+    ]
+    sign = -1 if direction == "max" else 1
+    return sorted(done, key=lambda r: (sign * r[objective], int(r["trial_id"])))
+
+
+def best_row(rows: list[dict], objective: str, direction: str) -> dict | None:
+    """The best trial's row (see `ranked`), or None before any trial completed."""
+    order = ranked(rows, objective, direction)
+    return order[0] if order else None
+
+
+def write_trials_csv(project_dir: str | os.PathLike) -> list[dict]:
+    """Write trials.csv from the trial files (atomically); return the rows. Run after every
+    trial, so a long search can be watched."""
+    project_dir = Path(project_dir)
+    objective, _ = read_objective(project_dir)
+    rows = [trial_row(trial, objective) for trial in read_trials(project_dir)]
+    write_csv(project_dir / "trials.csv", rows, columns(rows, objective))
+    return rows
+
+
 def write_report(project_dir: str | os.PathLike) -> list[dict]:
     """Write trials.csv and the plots into the project folder; return the rows."""
     project_dir = Path(project_dir)
-    objective, direction = read_objective(project_dir)
-    rows = [trial_row(trial, objective) for trial in read_trials(project_dir)]
-    write_table(rows, objective, project_dir / "trials.csv")
-    draw_plots(rows, objective, direction, project_dir)
+    rows = write_trials_csv(project_dir)
+    draw_plots(rows, *read_objective(project_dir), project_dir)
     return rows
 
 
@@ -149,9 +163,7 @@ def summary(rows: list[dict], objective: str, direction: str, top: int = 10) -> 
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     lines = [f"{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-    done = [r for r in rows if isinstance(r.get(objective), (int, float))]
-    done.sort(key=lambda r: r[objective], reverse=direction == "max")
-    for r in done[:top]:
+    for r in ranked(rows, objective, direction)[:top]:
         lines.append(
             f"  trial {r['trial_id']}: {objective} {r[objective]:.4f}  {r.get('model')}  "
             f"units={r.get('units')} lr={r.get('learning_rate')} optimizer={r.get('optimizer')}"

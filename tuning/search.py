@@ -29,9 +29,52 @@ import sys
 import warnings
 from pathlib import Path
 
-from zoo.cli import Parser, non_negative_int, parse_assignments, positive_int
+from zoo.cli import Parser, non_negative_int, parse_assignments, parse_value, positive_int
 
 DEFAULT_DIR = "runs/tuning"
+# A validation split of a few windows scores nothing: below CV_BELOW training windows a
+# trial is scored by CV_FOLDS-fold cross-validation instead.
+CV_BELOW = 300
+CV_FOLDS = 5
+
+
+def parse_fixed(assignments: list[str]) -> dict[str, list]:
+    """`["units=32", "optimizer=adam,sgd"]` -> `{"units": [32], "optimizer": ["adam", "sgd"]}`.
+
+    One value fixes a hyperparameter; a comma-separated list narrows it to those values.
+    """
+    fixed = {}
+    for text in assignments:
+        name, sep, values = text.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--fix needs NAME=VALUE[,VALUE...]. Received: {text!r}")
+        parsed = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if None in parsed:
+            raise ValueError(f"--fix {name}: a value cannot be None. Received: {values!r}")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed):
+            if any(isinstance(v, float) for v in parsed):  # keras-tuner wants one type a choice
+                parsed = [float(v) for v in parsed]
+        elif len({type(v) for v in parsed}) > 1:
+            raise ValueError(f"--fix {name}: values must share one type. Received: {values!r}")
+        fixed[name.strip()] = parsed
+    return fixed
+
+
+def duration(text: str) -> float:
+    """argparse type: a time like 90s, 30m, 2h or 45 (seconds), as seconds > 0."""
+    import argparse
+
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a time like 90s, 30m or 2h, got {text!r}"
+        ) from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a time above 0, got {text!r}")
+    return seconds
 
 
 def worker_timeout(text: str) -> float:
@@ -112,8 +155,8 @@ def build_parser() -> Parser:
     p.add_argument(
         "--patience",
         type=positive_int,
-        default=10,
-        help="epochs without validation gain before a trial stops",
+        help="epochs without validation gain before a trial stops (default: the task's own, "
+        "10 for most; more on a small training split)",
     )
     p.add_argument(
         "--max-retries",
@@ -126,7 +169,25 @@ def build_parser() -> Parser:
         action="store_true",
         help="print the peak resident memory of this process and its RSS after each trial",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-trial and per-epoch output")
+    p.add_argument(
+        "--cv",
+        type=positive_int,
+        metavar="K",
+        help="score each trial by K-fold cross-validation over the train and validation splits "
+        f"pooled (K models a trial); default: {CV_FOLDS} folds when the training split has "
+        f"fewer than {CV_BELOW} windows, else the validation split; 1 turns it off",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=duration,
+        metavar="TIME",
+        help="stop starting trials after TIME (e.g. 90s, 30m, 2h) or when the time left is "
+        "shorter than the mean trial so far; finished trials are kept and the search can be "
+        "resumed (default: no limit)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no per-trial, per-epoch and progress output"
+    )
     d = p.add_argument_group("distributed search")
     d.add_argument(
         "--chief",
@@ -147,7 +208,7 @@ def build_parser() -> Parser:
 
 def load_task(args):
     """The task with its --task-option values and --data."""
-    from zoo.runs import load_task as load
+    from zoo.config import load_task as load
 
     return load(args.task, args.data, parse_assignments(args.task_option, "--task-option"))
 
@@ -164,6 +225,7 @@ def settings_of(args, epochs: int) -> dict:
         "epochs": epochs,
         "patience": args.patience,
         "seed": args.seed,
+        "cv": args.cv,
     }
 
 
@@ -222,10 +284,9 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     from keras_tuner.src.engine.trial import TrialStatus
 
     from tuning import report
-    from tuning.hypermodel import registered_model, training_config
-    from zoo.runs import write_json
-    from zoo.train import headline
-    from zoo.training import evaluate, save_model_atomic
+    from tuning.hypermodel import model_name, training_config
+    from zoo.runs import save_model, write_json
+    from zoo.scoring import headline, score
 
     oracle = tuner.oracle
     rows = report.write_report(project_dir)
@@ -242,7 +303,8 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
             file=sys.stderr,
         )
         return 1
-    best = oracle.get_best_trials(1)[0]
+    objective = oracle.objective.name
+    best = oracle.trials[report.best_row(rows, objective, oracle.objective.direction)["trial_id"]]
     values = best.hyperparameters.values
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
     if args.task_option:  # python -m zoo.train reads them from --hparams too
@@ -250,39 +312,53 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
     write_json(project_dir / "best_hparams.json", config)
     model = best_model(tuner, hypermodel, best, epochs)
-    save_model_atomic(model, project_dir / "best_model.keras")
-    metrics = evaluate(model, task, "test")
-    val = evaluate(model, task, "val")
+    save_model(model, project_dir / "best_model.keras")
+    metrics = score(model, task, "test")
+    val = score(model, task, "val")
     val.pop("report", None)
-    objective = oracle.objective.name
     metrics |= {"trial_id": best.trial_id, objective: best.score, "val": val}
     metrics |= {"parameters": model.count_params(), "hyperparameters": config}
     write_json(project_dir / "best_metrics.json", metrics)
     print(f"Project folder: {project_dir}")
     print(
         f"{len(done)} of {len(trials)} trials completed ({len(failed)} failed). Best trial "
-        f"{best.trial_id}: {registered_model(values)}, {objective} {best.score:.4f}; "
+        f"{best.trial_id}: {model_name(values)}, {objective} {best.score:.4f}; "
         f"{headline(task, metrics)}"
     )
     if oracle.stop_reason:
         print(f"Search stopped early: {oracle.stop_reason}", file=sys.stderr)
         return 1
+    if oracle.budget_spent:
+        print(f"Time budget of {args.time_budget / 60:g} min spent: the search ended after "
+              f"{len(done)} completed trials; run it again with a new budget to go on.")  # fmt: skip
     return 0
 
 
 def prepare(args):
     """Role, task, hypermodel and tuner from the arguments; bad input raises before any trial."""
     from tuning import distributed
-    from tuning.hypermodel import ZooHyperModel, parse_fixed
+    from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
+    from zoo.config import training_defaults_for
 
     role = distributed.configure(args.chief, args.worker_id)
     fixed = parse_fixed(args.fix or [])
     task = load_task(args)
-    epochs = args.epochs or task.epochs
+    defaults = training_defaults_for(task)
+    epochs = args.epochs or defaults["epochs"]
+    args.patience = args.patience or defaults["patience"]
     hypermodel = ZooHyperModel(
-        task, models=args.models, fixed=fixed, seed=args.seed, patience=args.patience
+        task,
+        models=args.models,
+        fixed=fixed,
+        seed=args.seed,
+        patience=args.patience,
+        epochs=epochs,
     )
+    if args.cv is None:
+        args.cv = CV_FOLDS if len(task.x_train) < CV_BELOW else 1
+    if args.cv > 1:
+        hypermodel.use_folds(args.cv)
     project = args.project or f"{args.task}-{args.tuner}"
     if role != "worker":
         check_resume(Path(args.dir) / project, settings_of(args, epochs), args.overwrite)
@@ -294,12 +370,15 @@ def prepare(args):
         epochs=epochs,
         seed=args.seed,
         max_retries=args.max_retries,
-        executions_per_trial=args.executions_per_trial,
+        executions_per_trial=args.executions_per_trial * args.cv,
         directory=args.dir,
         project_name=project,
         overwrite=args.overwrite and role != "worker",  # a worker never deletes the project
     )
     tuner.worker_timeout = args.worker_timeout
+    if role != "worker":  # a worker's oracle is the chief's, over gRPC
+        tuner.oracle.set_time_budget(args.time_budget)
+        tuner.oracle.progress = not args.quiet
     return role, task, hypermodel, tuner, epochs
 
 

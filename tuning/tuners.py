@@ -47,6 +47,12 @@ class SupervisedOracle:
         self.last_seen: dict[str, float] = {}  # tuner id -> time.monotonic()
         self.reaped: list[str] = []
         self.stop_reason: str | None = None
+        self.started: dict[str, float] = {}  # trial id -> time.monotonic() at its start
+        self.durations: dict[str, float] = {}  # trial id -> seconds, finished trials
+        self.search_started = time.monotonic()
+        self.deadline: float | None = None
+        self.budget_spent = False
+        self.progress = True  # print a line after each trial
 
     def _running(self, trial_id: str) -> str | None:
         """The tuner running `trial_id`, or None."""
@@ -59,13 +65,30 @@ class SupervisedOracle:
         if tuner_id is not None:
             self.last_seen[tuner_id] = time.monotonic()
 
+    def set_time_budget(self, seconds: float | None) -> None:
+        """Start no trial once `seconds` have passed since now, nor one the time left is not
+        expected to fit (shorter than the mean trial so far)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def out_of_time(self) -> bool:
+        """True when the time budget forbids starting another trial."""
+        if self.deadline is None:
+            return False
+        durations = list(self.durations.values())
+        expected = statistics.mean(durations) if durations else 0.0
+        return time.monotonic() + expected > self.deadline
+
     @oracle_module.synchronized
     def create_trial(self, tuner_id):
         self._heard_from(tuner_id)
-        if self.stop_reason:
+        if self.stop_reason or (tuner_id not in self.ongoing_trials and self.out_of_time()):
+            if not self.stop_reason:
+                self.budget_spent = True
             self.tuner_ids.discard(tuner_id)
             return Trial(self.get_space(), status=TrialStatus.STOPPED)
         trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.RUNNING:
+            self.started.setdefault(trial.trial_id, time.monotonic())
         if trial.status == TrialStatus.STOPPED and self.ongoing_trials:
             self.tuner_ids.add(tuner_id)  # still needed: a running trial may come back
             trial.status = TrialStatus.IDLE
@@ -95,6 +118,28 @@ class SupervisedOracle:
             return
         self._heard_from(tuner_id)
         super().end_trial(trial)
+        self.save()  # keras-tuner saves before it drops the trial from ongoing_trials
+        if trial.trial_id in self.started:
+            self.durations[trial.trial_id] = time.monotonic() - self.started.pop(trial.trial_id)
+        self.after_trial()
+
+    def after_trial(self) -> None:
+        """trials.csv rewritten, and one progress line: trials done, the best so far, time."""
+        from tuning import report
+
+        rows = report.write_trials_csv(self._project_dir)
+        if not self.progress:
+            return
+        finished = [r for r in rows if r["status"] in ("COMPLETED", "FAILED")]
+        best = report.best_row(rows, self.objective.name, self.objective.direction)
+        elapsed = time.monotonic() - self.search_started
+        line = f"[search] {len(finished)} of {self.max_trials} trials finished"
+        if best:
+            line += f"; best so far trial {best['trial_id']}: {best[self.objective.name]:.4f}"
+        line += f"; {elapsed / 60:.1f} min elapsed"
+        if self.deadline is not None:
+            line += f", {max(0.0, self.deadline - time.monotonic()) / 60:.1f} min of budget left"
+        print(line, flush=True)
 
     def _check_consecutive_failures(self):
         try:
@@ -126,10 +171,25 @@ class SupervisedOracle:
         return bool(self.reaped) and not self.tuner_ids and not self.ongoing_trials
 
     def reload(self):
+        """Reload, and set right what a kill at any moment left behind: keras-tuner writes a
+        trial's own trial.json before oracle.json, so after a kill the two may disagree. The
+        trial files decide: a finished trial (COMPLETED or FAILED) is never run again, and any
+        other is queued to run again, even one that oracle.json never heard of."""
         super().reload()
-        # keras-tuner sends every trial that was running back for retry; one killed between
-        # saving its end and leaving `ongoing_trials` already finished, so it must not rerun.
-        self._retry_queue = [t for t in self._retry_queue if t not in self.end_order]
+        before = (list(self._retry_queue), list(self.end_order), list(self.start_order))
+        finished = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+        for trial_id in sorted(self.trials):
+            trial = self.trials[trial_id]
+            if trial.status in finished:
+                self._retry_queue = [t for t in self._retry_queue if t != trial_id]
+                if trial_id not in self.end_order:
+                    self.end_order.append(trial_id)
+            elif trial_id not in self._retry_queue:
+                self._retry_queue.append(trial_id)
+            if trial_id not in self.start_order:
+                self.start_order.append(trial_id)
+        if (self._retry_queue, self.end_order, self.start_order) != before:
+            self.save()
 
 
 class RandomOracle(SupervisedOracle, kt.oracles.RandomSearchOracle):
@@ -166,19 +226,36 @@ class ZooTuner(kt.Tuner):
     _heartbeat = None
 
     def run_trial(self, trial, *args, **kwargs):
-        """Train as keras-tuner does, then add `epochs_run`, `seconds` and `rss_mb`.
+        """Train as keras-tuner does (each execution from its own seed, see
+        `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb` and `objective_std`, the
+        spread of the executions' objectives (the oracle sees their mean).
 
         A diverged trial records them too, with a NaN objective (the oracle wants one).
         """
         started = time.perf_counter()
+        self.hypermodel.execution = 0
         try:
             histories = super().run_trial(trial, *args, **kwargs)
         except Diverged as err:
             metrics = {self.oracle.objective.name: float("nan")}
             self.oracle.update_trial(trial.trial_id, metrics | costs(started, [err.epochs_run]))
             raise
-        metrics = tuner_utils.convert_to_metrics_dict(histories, self.oracle.objective)
-        return metrics | costs(started, [len(h.history["loss"]) for h in histories])
+        objective = self.oracle.objective
+        metrics = tuner_utils.convert_to_metrics_dict(histories, objective)
+        best = max if objective.direction == "max" else min
+        values = [best(h.history[objective.name]) for h in histories]
+        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        return (
+            metrics
+            | costs(started, [len(h.history["loss"]) for h in histories])
+            | {"objective_std": spread}
+        )
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        try:
+            return super()._build_and_fit_model(trial, *args, **kwargs)
+        finally:
+            self.hypermodel.execution += 1
 
     def search(self, *fit_args, **fit_kwargs):
         """Search; in distributed mode the chief serves the oracle until the search is over."""

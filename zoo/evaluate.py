@@ -43,17 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(model_path)
     except (UnknownNameError, DataError, ValueError, KeyError) as err:
         parser.error(str(err))
-    from zoo.train import headline
-    from zoo.training import evaluate
+    from zoo.runs import json_safe
+    from zoo.scoring import headline, score
 
-    metrics = evaluate(model, task, args.split)
+    metrics = score(model, task, args.split)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(json_safe(metrics), indent=2, allow_nan=False))
     else:
-        print(
-            f"{model_path}: {hp['task']} {args.split}: "
-            + headline(task, metrics).replace("test ", "")
-        )
+        print(f"{model_path}: {hp['task']} {headline(task, metrics, args.split)}")
     return 0
 
 

@@ -19,7 +19,7 @@ own gradient is correct once the gates are reordered and `forget_bias=0` (Keras 
 bias in `bias`) and `cell_clip=-1` (V1 clips the cell state at 3 by default).
 
 `BlockLSTM` has no XLA kernel: a model using the fused path does not support `jit_compile=True`
-(Keras then warns and compiles without XLA). `auto_jit_compile` picks XLA where it helps.
+(Keras then warns and compiles without XLA). `zoo.fit.use_xla` picks XLA where it helps.
 
 Measured on 2 shared cores (scripts/benchmark_speed.py; ratios of training samples/s against
 `keras.layers.LSTM` without XLA, interleaved in one run): single LSTM 1.06-1.29x (XLA does
@@ -34,7 +34,7 @@ import functools
 
 import keras
 
-__all__ = ["FusedLSTM", "auto_jit_compile", "fused_path_available"]
+__all__ = ["FusedLSTM", "fused_path_available"]
 
 
 @functools.cache
@@ -115,26 +115,3 @@ class FusedLSTM(keras.layers.LSTM):
         last = h[-1]
         outputs = tf.transpose(h, [1, 0, 2]) if self.return_sequences else tf.expand_dims(last, 1)
         return last, outputs, [last, cs[-1]]
-
-
-def auto_jit_compile(model: keras.Model, jit_compile: bool | str = "auto") -> bool | str:
-    """Resolve `jit_compile="auto"` for `model.compile`: XLA on TensorFlow CPU where it wins.
-
-    Keras' "auto" means no XLA on TensorFlow CPU. Measured (scripts/benchmark_speed.py, 2 cores),
-    XLA trains models with ONE recurrent layer faster there (training samples/s against the
-    default: LSTM 1.23-1.34x, GRU 1.64x, SimpleRNN 1.36x; inference faster too), but stacked
-    ones slower (2-layer LSTM 0.64-0.72x) and bidirectional ones no faster (0.78-1.08x). So on
-    TensorFlow without a GPU this returns True for a model with a single recurrent layer (not
-    bidirectional) whose layers all support XLA, else False, which also avoids Keras' "Model
-    doesn't support jit_compile" warning for a `FusedLSTM` on its fused path. Other values, and
-    other backends or devices, pass through unchanged.
-    """
-    if jit_compile != "auto" or not fused_path_available():
-        return jit_compile
-    layers = list(model._flatten_layers())
-    recurrent = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
-    return (
-        len(recurrent) == 1
-        and not any(isinstance(layer, keras.layers.Bidirectional) for layer in layers)
-        and all(getattr(layer, "supports_jit", True) for layer in layers)
-    )

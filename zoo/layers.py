@@ -5,9 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+# Keras' own cells take their dropout masks from this mixin: one mask a sequence, made before
+# the time loop and reused at every step (there is no public name for it).
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
 
 @keras.saving.register_keras_serializable(package="zoo")
-class PeepholeLSTMCell(keras.layers.Layer):
+class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
     """An LSTM cell with peephole connections (Gers & Schmidhuber 2000), as TF1's
     `LSTMCell(use_peepholes=True)`: the input and forget gates see c[t-1], the output gate c[t].
 
@@ -16,7 +20,8 @@ class PeepholeLSTMCell(keras.layers.Layer):
     Args:
         units: size of the hidden and cell state.
         kernel_regularizer, recurrent_regularizer: optional weight penalties.
-        recurrent_dropout: fraction of the recurrent state dropped at each step while training.
+        recurrent_dropout: fraction of the recurrent state dropped while training, with one mask
+            for all the steps of a sequence, as `keras.layers.LSTMCell`.
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class PeepholeLSTMCell(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
         self.recurrent_dropout = recurrent_dropout
+        self.dropout = 0.0  # DropoutRNNCell reads it; the zoo drops inputs between layers
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.state_size = [units, units]
@@ -66,7 +72,7 @@ class PeepholeLSTMCell(keras.layers.Layer):
     def call(self, inputs, states, training=False):
         h_prev, c_prev = states[0], states[1]
         if training and self.recurrent_dropout > 0:
-            h_prev = keras.random.dropout(h_prev, self.recurrent_dropout, seed=self.seed_generator)
+            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
         z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel) + self.bias
         zi, zf, zc, zo = ops.split(z, 4, axis=-1)
         i = ops.sigmoid(zi + self.peephole[0] * c_prev)

@@ -1,26 +1,30 @@
-"""The model zoo: a functional Keras builder for every recurrent variant, registered by name.
+"""The model zoo: one family builder for recurrent networks, and its variants registered by name.
 
-Every builder takes `(input_shape, num_outputs)` and keyword-only hyperparameters with literal
-defaults, and returns an uncompiled `keras.Model` with stable layer names. One generic builder,
-`recurrent_model`, does the work; each registered variant is a thin function over it.
+`recurrent_model` builds every model. A variant is one `variant(...)` line: the settings it fixes
+(cell, bidirectional, pooling, ...) and the defaults it changes (depth=2); from that follow its
+builder, its signature (for `--help`, the CLI's key check and the tuner's space), whether it looks
+ahead (from `bidirectional`) and its description. Each default lives in one place:
+`recurrent_model`'s signature. Keras is imported when a model is built, so listing the zoo is
+instant.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Sequence
 
-import keras
-
-from zoo.fused import FusedLSTM
-from zoo.layers import AttentionPooling, PeepholeLSTMCell
 from zoo.registry import Registry
-from zoo.tasks.base import OUTPUT_KINDS
 
 MODELS = Registry("model")
 
-_LAYERS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
-CELLS = (*_LAYERS, "peephole")
+OUTPUT_KINDS = ("classification", "sequence_classification", "regression", "sequence_regression")
+CELLS = ("rnn", "lstm", "gru", "peephole")
+POOLINGS = ("last", "average", "attention")
+# What a variant may fix; every other argument of `recurrent_model` is a hyperparameter.
+STRUCTURE = ("cell", "bidirectional", "residual", "pooling")
+# The hyperparameters every variant takes; a variant may expose more of the family's.
+COMMON = ("units", "depth", "dropout", "recurrent_dropout", "l2")
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -34,27 +38,32 @@ def create_model(name: str, input_shape: Sequence[int | None], num_outputs: int,
     return MODELS.get(name)(tuple(input_shape), num_outputs, **kwargs)
 
 
-def average_models(models: Sequence[keras.Model], name: str = "ensemble") -> keras.Model:
-    """One functional model whose output is the mean of `models`' outputs on the same input
-    (softmax probabilities for classifiers): a seed ensemble as one `.keras` file. The
-    models need distinct names."""
-    inputs = keras.Input(shape=models[0].input_shape[1:], name="inputs")
-    outputs = [model(inputs) for model in models]
-    if len(outputs) > 1:
-        outputs = [keras.layers.Average(name="average")(outputs)]
-    return keras.Model(inputs, outputs[0], name=name)
+def model_hyperparameters(name: str) -> list[str]:
+    """The hyperparameters model `name` takes (`python -m zoo.train` flags, the tuner's names)."""
+    params = inspect.signature(MODELS.get(name)).parameters.values()
+    return [
+        p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("output_kind", "name")
+    ]
 
 
 def looks_ahead(name: str) -> bool:
     """True when the model reads sequences backwards too, so an output at step t sees inputs
     after t (bidirectional models). Such a model must not be used where a later input is the
     target (next-step prediction)."""
-    return getattr(MODELS.get(name), "looks_ahead", False)
+    return bool(MODELS.get(name).structure.get("bidirectional"))
 
 
-def _bidirectional(fn):
-    fn.looks_ahead = True
-    return fn
+def average_models(models: Sequence, name: str = "ensemble"):
+    """One functional model whose output is the mean of `models`' outputs on the same input
+    (softmax probabilities for classifiers): a seed ensemble as one `.keras` file. The
+    models need distinct names."""
+    import keras
+
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="inputs")
+    outputs = [model(inputs) for model in models]
+    if len(outputs) > 1:
+        outputs = [keras.layers.Average(name="average")(outputs)]
+    return keras.Model(inputs, outputs[0], name=name)
 
 
 def _check(condition: bool, what: str, **received):
@@ -71,8 +80,25 @@ def _fraction(value) -> bool:
     return isinstance(value, numbers.Real) and 0.0 <= value < 1.0
 
 
+def layer_class(cell: str, bidirectional: bool):
+    """The Keras layer class of a recurrent layer. TensorFlow's fused LSTM kernel trains
+    bidirectional LSTMs 1.35-1.7x faster on CPU (scripts/benchmark_speed.py); elsewhere Keras'
+    own layers win."""
+    import keras
+
+    from zoo.fused import FusedLSTM
+
+    if cell == "lstm":
+        return FusedLSTM if bidirectional else keras.layers.LSTM
+    return {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU}[cell]
+
+
 def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bidirectional, name):
     """One recurrent layer (optionally bidirectional) with the zoo's common settings."""
+    import keras
+
+    from zoo.layers import PeepholeLSTMCell
+
     penalty = {"kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
     penalty["recurrent_regularizer"] = penalty["kernel_regularizer"]
     if cell == "peephole":
@@ -82,10 +108,7 @@ def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bi
             name=name,
         )
     else:
-        # TensorFlow's fused LSTM kernel trains bidirectional LSTMs 1.35-1.7x faster on CPU
-        # (scripts/benchmark_speed.py); elsewhere Keras' own layers, compiled with XLA, win.
-        kind = FusedLSTM if cell == "lstm" and bidirectional else _LAYERS[cell]
-        layer = kind(
+        layer = layer_class(cell, bidirectional)(
             units,
             return_sequences=return_sequences,
             recurrent_dropout=recurrent_dropout,
@@ -102,6 +125,8 @@ def output_head(x, output_kind: str, num_outputs: int):
 
     A 3-D `x` gives an output at every step (the sequence kinds), a 2-D `x` one a sample.
     """
+    import keras
+
     activation = "softmax" if output_kind.endswith("classification") else None
     return keras.layers.Dense(num_outputs, activation=activation, name="output")(x)
 
@@ -125,8 +150,8 @@ def recurrent_model(
     kernel_size: int = 5,
     attention_size: int = 64,
     name: str = "recurrent",
-) -> keras.Model:
-    """The generic builder behind every registered model.
+):
+    """The family builder behind every registered model.
 
     Args:
         input_shape: `(steps, features)`; steps may be None. The model accepts any length.
@@ -157,11 +182,12 @@ def recurrent_model(
         ValueError: for a hyperparameter out of range.
     """
     _check(
-        len(input_shape) == 2 and _positive_int(input_shape[1])
+        len(input_shape) == 2
+        and _positive_int(input_shape[1])
         and (input_shape[0] is None or _positive_int(input_shape[0])),
         "input_shape must be (steps, features) with positive integers (steps may be None)",
         input_shape=input_shape,
-    )  # fmt: skip
+    )
     _check(
         _positive_int(num_outputs),
         "num_outputs must be a positive integer",
@@ -173,18 +199,23 @@ def recurrent_model(
         output_kind=output_kind,
     )
     _check(cell in CELLS, f"cell must be one of {CELLS}", cell=cell)
-    _check(_positive_int(units), "units must be a positive integer", units=units)
-    _check(_positive_int(depth), "depth must be a positive integer", depth=depth)
-    _check(_fraction(dropout), "dropout must be in [0, 1)", dropout=dropout)
-    _check(
-        _fraction(recurrent_dropout),
-        "recurrent_dropout must be in [0, 1)",
-        recurrent_dropout=recurrent_dropout,
-    )
+    for key, value in dict(
+        units=units,
+        depth=depth,
+        filters=filters,
+        kernel_size=kernel_size,
+        attention_size=attention_size,
+    ).items():
+        _check(_positive_int(value), f"{key} must be a positive integer", **{key: value})
+    for key, value in dict(dropout=dropout, recurrent_dropout=recurrent_dropout).items():
+        _check(_fraction(value), f"{key} must be in [0, 1)", **{key: value})
     _check(isinstance(l2, numbers.Real) and l2 >= 0, "l2 must be a number >= 0", l2=l2)
+    _check(pooling in POOLINGS, "pooling must be last, average or attention", pooling=pooling)
     _check(
-        pooling in ("last", "average", "attention"),
-        "pooling must be last, average or attention",
+        not residual or depth == 1 or pooling != "last" or output_kind.startswith("sequence"),
+        "residual needs pooling 'average' or 'attention', or a sequence output_kind (the last "
+        "layer's final output would be added to every step of the sequence before it)",
+        residual=residual,
         pooling=pooling,
     )
     _check(
@@ -192,13 +223,9 @@ def recurrent_model(
         "conv_layers must be an integer >= 0",
         conv_layers=conv_layers,
     )
-    _check(_positive_int(filters), "filters must be a positive integer", filters=filters)
-    _check(
-        _positive_int(kernel_size),
-        "kernel_size must be a positive integer",
-        kernel_size=kernel_size,
-    )
-    _check(_positive_int(attention_size), "attention_size must be a positive integer", attention_size=attention_size)  # fmt: skip
+    import keras
+
+    from zoo.layers import AttentionPooling
 
     per_step = output_kind.startswith("sequence")
     inputs = keras.Input(shape=(None, input_shape[1]), name="inputs")
@@ -235,213 +262,114 @@ def recurrent_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-@MODELS.register
-def rnn(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="rnn",
-):
-    """Vanilla RNN (SimpleRNN, tanh), the tutorials' BasicRNN; stack it with depth."""
-    return recurrent_model(input_shape, num_outputs, cell="rnn", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
+_FAMILY = inspect.signature(recurrent_model).parameters
 
 
-@MODELS.register
-def lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="lstm",
-):
-    """LSTM (Hochreiter & Schmidhuber 1997); stack it with depth."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
+def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> None:
+    """Register `name`, a `recurrent_model` with `settings`: those in STRUCTURE are fixed, the
+    others change a hyperparameter's default. It takes COMMON's hyperparameters, those it sets
+    and those named in `extra`."""
+    unknown = set(settings) - set(_FAMILY)
+    if unknown or set(extra) - set(_FAMILY):
+        raise TypeError(f"variant {name!r}: recurrent_model takes no {sorted(unknown or extra)}")
+    structure = {k: v for k, v in settings.items() if k in STRUCTURE}
+    takes = [*COMMON, *(k for k in (*settings, *extra) if k not in STRUCTURE and k not in COMMON)]
+    defaults = {key: settings.get(key, _FAMILY[key].default) for key in takes}
+
+    def build(input_shape, num_outputs, *, output_kind="classification", name=name, **hp):
+        unexpected = set(hp) - set(takes)
+        if unexpected:
+            raise TypeError(
+                f"{name}() got an unexpected keyword argument {sorted(unexpected)[0]!r}"
+            )
+        return recurrent_model(
+            input_shape,
+            num_outputs,
+            **structure,
+            **{**defaults, **hp},
+            output_kind=output_kind,
+            name=name,
+        )
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    build.__signature__ = inspect.Signature(
+        [
+            _FAMILY["input_shape"],
+            _FAMILY["num_outputs"],
+            inspect.Parameter("output_kind", keyword, default="classification"),
+            *(inspect.Parameter(k, keyword, default=v) for k, v in defaults.items()),
+            inspect.Parameter("name", keyword, default=name),
+        ]
+    )
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    build.structure = structure
+    MODELS.register(build, name=name)
 
 
-@MODELS.register
-def gru(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="gru",
-):
-    """GRU (Cho et al. 2014), a lighter gated cell; stack it with depth."""
-    return recurrent_model(input_shape, num_outputs, cell="gru", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-@_bidirectional
-def birnn(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="birnn",
-):
-    """Bidirectional vanilla RNN: one SimpleRNN reads forwards, one backwards, outputs joined."""
-    return recurrent_model(input_shape, num_outputs, cell="rnn", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-@_bidirectional
-def bilstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="bilstm",
-):
-    """Bidirectional LSTM: one LSTM reads forwards, one backwards, outputs joined."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-@_bidirectional
-def bigru(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="bigru",
-):
-    """Bidirectional GRU: one GRU reads forwards, one backwards, outputs joined."""
-    return recurrent_model(input_shape, num_outputs, cell="gru", bidirectional=True, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-def stacked_lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
+variant(
+    "rnn",
+    "Vanilla RNN (SimpleRNN, tanh), the tutorials' BasicRNN; stack it with depth.",
+    cell="rnn",
+)
+variant("lstm", "LSTM (Hochreiter & Schmidhuber 1997); stack it with depth.", cell="lstm")
+variant("gru", "GRU (Cho et al. 2014), a lighter gated cell; stack it with depth.", cell="gru")
+variant(
+    "birnn",
+    "Bidirectional vanilla RNN: one SimpleRNN reads forwards, one backwards, outputs joined.",
+    cell="rnn",
+    bidirectional=True,
+)
+variant(
+    "bilstm",
+    "Bidirectional LSTM: one LSTM reads forwards, one backwards, outputs joined.",
+    cell="lstm",
+    bidirectional=True,
+)
+variant(
+    "bigru",
+    "Bidirectional GRU: one GRU reads forwards, one backwards, outputs joined.",
+    cell="gru",
+    bidirectional=True,
+)
+variant(
+    "stacked_lstm",
+    "Two-layer stacked LSTM, the HAR tutorial's model (`lstm` with depth 2).",
+    cell="lstm",
     depth=2,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="stacked_lstm",
-):
-    """Two-layer stacked LSTM, the HAR tutorial's model (`lstm` with depth 2)."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-def deep_lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
+)
+variant(
+    "deep_lstm",
+    "Four-layer LSTM, the tutorials' multi-layer RNN (`lstm` with depth 4).",
+    cell="lstm",
     depth=4,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="deep_lstm",
-):
-    """Four-layer LSTM, the tutorials' multi-layer RNN (`lstm` with depth 4)."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-def peephole_lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="peephole_lstm",
-):
-    """LSTM with peephole connections: the gates also see the cell state (TF1 use_peepholes)."""
-    return recurrent_model(input_shape, num_outputs, cell="peephole", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-def conv_lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
+)
+variant(
+    "peephole_lstm",
+    "LSTM with peephole connections: the gates also see the cell state (TF1 use_peepholes).",
+    cell="peephole",
+)
+variant(
+    "conv_lstm",
+    "DeepConvLSTM-style: causal Conv1D feature extractor, then a stacked LSTM.",
+    cell="lstm",
     depth=2,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
     conv_layers=2,
-    filters=64,
-    kernel_size=5,
-    name="conv_lstm",
-):
-    """DeepConvLSTM-style: causal Conv1D feature extractor, then a stacked LSTM."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", conv_layers=conv_layers, filters=filters, kernel_size=kernel_size, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-def attention_lstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
-    depth=1,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    attention_size=64,
-    name="attention_lstm",
-):
-    """LSTM with attention pooling over all time steps instead of the last output."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", pooling="attention", attention_size=attention_size, output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
-
-
-@MODELS.register
-@_bidirectional
-def res_bilstm(
-    input_shape,
-    num_outputs,
-    *,
-    output_kind="classification",
-    units=64,
+    extra=("filters", "kernel_size"),
+)
+variant(
+    "attention_lstm",
+    "LSTM with attention pooling over all time steps instead of the last output.",
+    cell="lstm",
+    pooling="attention",
+    extra=("attention_size",),
+)
+variant(
+    "res_bilstm",
+    "Stacked bidirectional LSTM with residual connections between layers, average-pooled.",
+    cell="lstm",
+    bidirectional=True,
+    residual=True,
+    pooling="average",
     depth=2,
-    dropout=0.0,
-    recurrent_dropout=0.0,
-    l2=0.0,
-    name="res_bilstm",
-):
-    """Stacked bidirectional LSTM with residual connections between layers, average-pooled."""
-    return recurrent_model(input_shape, num_outputs, cell="lstm", bidirectional=True, residual=True, pooling="average", output_kind=output_kind, units=units, depth=depth, dropout=dropout, recurrent_dropout=recurrent_dropout, l2=l2, name=name)  # fmt: skip
+)

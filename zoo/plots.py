@@ -12,8 +12,12 @@ import numpy as np  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
+    """Write `fig` as a PNG atomically (`zoo.runs.atomic_write`) and close it."""
+    from zoo.runs import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -89,3 +93,38 @@ def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) ->
             ax.bar(np.arange(len(values)), values, color=colors)
             ax.set(ylim=(0, 1.1), yticks=[], title=f"{label} (window {row})")
     return _save(fig, path)
+
+
+def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
+    """The PNGs of a run that say more than numbers, by the task's output kind."""
+    from zoo.scoring import predict
+
+    if history.get("loss"):
+        training_curves(history, folder / "training_curves.png")
+    if task.output_kind == "classification":
+        confusion_matrix(
+            metrics["confusion_matrix"], metrics["class_names"], folder / "confusion_matrix.png"
+        )
+        return
+    x, y, _ = task.split("test")
+    sample = slice(0, min(len(x), 512))
+    y_pred = predict(model, x[sample])
+    if task.output_kind == "sequence_classification":
+        step = task.info.get("echo_step", 0)
+        echo_bars(
+            x[sample],
+            y[sample],
+            np.argmax(y_pred, axis=-1),
+            folder / "predictions.png",
+            echo_step=step,
+        )
+    elif task.output_kind == "sequence_regression":
+        sequence_forecast(x[sample], y[sample], y_pred, folder / "forecast.png")
+    else:
+        anchor = np.asarray(task.info.get("test_anchor", np.zeros(len(x))))[sample]
+        series_forecast(
+            anchor + y[sample, 0],
+            anchor + y_pred[:, 0],
+            folder / "forecast.png",
+            baseline=anchor if "test_anchor" in task.info else None,
+        )

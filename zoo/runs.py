@@ -1,76 +1,134 @@
-"""Run folders: resolving a configuration, and writing what a run leaves behind."""
+"""Run folders: create one, write into it atomically, read it back.
+
+The one place that writes what a run or a search leaves behind (training, tuning, evaluation and
+export all use it). Every file is written to a temporary name beside its target and renamed into
+place, so a reader never sees half a file, and is created with the process' umask, like any other
+file the user makes (a colleague or a web server can read the results of a shared folder).
+JSON is strict: a value that is not a finite number is written as `null`.
+"""
 
 from __future__ import annotations
 
-import inspect
+import contextlib
+import csv
 import json
+import math
 import os
 import platform
-import tempfile
+import secrets
+import sys
+import time
 from pathlib import Path
 
-from zoo.models import MODELS, looks_ahead
-from zoo.tasks.base import TASKS, Task, get_task
-
-TRAINING_KEYS = (
-    "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "patience", "seed",
-    "ensemble",
-)  # fmt: skip
+from zoo.tasks.base import Task, get_task
 
 
-def model_keys(model: str) -> list[str]:
-    """The hyperparameters a registered builder takes (its keyword-only arguments)."""
-    params = inspect.signature(MODELS.get(model)).parameters.values()
-    return [
-        p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("output_kind", "name")
-    ]
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_args):
+    """Open a temporary file beside `path` for writing; rename it to `path` if the block ends
+    without an error, else remove it. The file's mode follows the umask."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
-def task_takes_data(task: str) -> bool:
-    """True when the task reads a file given with --data."""
-    return "data" in inspect.signature(TASKS.get(task)).parameters
+def temporary_name(path: Path) -> Path:
+    """A new hidden name beside `path`, keeping its suffix (Keras checks `.keras`)."""
+    return path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}")
 
 
-def task_options(task: str) -> list[str]:
-    """The options a registered task takes (its keyword-only arguments; --data is apart)."""
-    params = inspect.signature(TASKS.get(task)).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "data"]
+def json_safe(data):
+    """`data` with every float that is not finite (NaN, inf) replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    return data
 
 
-def load_task(task: str, data=None, options: dict | None = None) -> Task:
-    """The task with --data and --task-option values, each checked against what it takes."""
-    options = dict(options or {})
-    unknown = [key for key in options if key not in task_options(task)]
-    if unknown:
-        raise ValueError(
-            f"--task-option {unknown[0]}: task {task!r} takes "
-            f"{', '.join(task_options(task)) or 'no options'}"
-        )
-    if data:
-        if not task_takes_data(task):
-            raise ValueError(f"task {task!r} reads no file; drop --data")
-        options["data"] = data
-    return get_task(task, **options)
-
-
-def check_pairing(task: Task, model: str) -> None:
-    """Refuse a model that would read a causal task's answers from later inputs."""
-    if task.causal and looks_ahead(model):
-        allowed = [m for m in MODELS.list() if not looks_ahead(m)]
-        raise ValueError(
-            f"model {model!r} reads sequences backwards, so on task {task.name!r} (next-step "
-            f"prediction) it would see the targets. Use one of: {', '.join(allowed)}"
-        )
+def non_finite_keys(data, prefix: str = "") -> list[str]:
+    """The keys (dotted paths) of `data` whose values are floats that are not finite."""
+    if isinstance(data, float):
+        return [] if math.isfinite(data) else [prefix or "value"]
+    if isinstance(data, dict):
+        return [k for key, v in data.items() for k in non_finite_keys(v, f"{prefix}{key}.")]
+    return []
 
 
 def write_json(path: str | os.PathLike, data) -> None:
-    """Write JSON through a temporary file and a rename, so the file is never half-written."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
+    """Strict JSON (NaN and inf as null), written atomically."""
+    with atomic_write(path) as f:
+        json.dump(json_safe(data), f, indent=2, default=str, allow_nan=False)
         f.write("\n")
-    os.replace(tmp, path)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
+    """A CSV with a header row, written atomically (missing values left empty)."""
+    with atomic_write(path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def save_model(model, path: str | os.PathLike) -> None:
+    """`model.save`, atomically: Keras writes a temporary `.keras` file that is then renamed."""
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) -> Path:
+    """The run folder, created new: `out` (which must be new or empty), else
+    runs/<task>-<model>-<timestamp>."""
+    if out:
+        folder = Path(out)
+        if folder.exists() and any(folder.iterdir()):
+            raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        folder = Path("runs") / f"{task}-{model}-{stamp}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = folder.with_name(f"{task}-{model}-{stamp}-{n}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def write_config(folder: Path, config: dict, task: Task, parameters: int) -> None:
+    """config.json, written before training: settings, task facts, versions, the command."""
+    write_json(folder / "config.json", {
+        "hyperparameters": {k: v for k, v in config.items() if k != "out"},
+        "task": task_facts(task), "versions": versions(), "parameters": parameters,
+        "command": " ".join(sys.argv),
+    })  # fmt: skip
+
+
+def write_metrics(folder: Path, metrics: dict) -> None:
+    """metrics.json; a figure that is not finite becomes null, and the run's output says so."""
+    bad = non_finite_keys(metrics)
+    if bad:
+        print(
+            f"metrics.json: {', '.join(k.rstrip('.') for k in bad)} not finite (training "
+            "diverged?): written as null",
+            file=sys.stderr,
+        )
+    write_json(folder / "metrics.json", metrics)
 
 
 def versions() -> dict[str, str]:
@@ -131,8 +189,12 @@ def run_task(config: dict, data=None) -> Task:
 
 
 def load_model(path: str | os.PathLike):
-    """`keras.models.load_model`, with a corrupt or foreign file reported in one line."""
+    """`keras.models.load_model` with the zoo's layers registered; a corrupt or foreign file is a
+    one-line ValueError."""
     import keras
+
+    import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)
+    import zoo.layers  # noqa: F401
 
     try:
         return keras.models.load_model(path)

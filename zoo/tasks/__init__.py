@@ -5,6 +5,22 @@ every task module.
 """
 
 from zoo.tasks import files, har, synthetic  # noqa: F401  (registers the tasks)
-from zoo.tasks.base import TASKS, DataError, Task, get_task, list_tasks
+from zoo.tasks.base import (
+    TASKS,
+    DataError,
+    Task,
+    get_task,
+    list_tasks,
+    task_options,
+    task_reads_data,
+)
 
-__all__ = ["TASKS", "DataError", "Task", "get_task", "list_tasks"]
+__all__ = [
+    "TASKS",
+    "DataError",
+    "Task",
+    "get_task",
+    "list_tasks",
+    "task_options",
+    "task_reads_data",
+]

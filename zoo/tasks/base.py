@@ -6,16 +6,18 @@ that the builders (input shape, output kind and size) and `compile` (loss, metri
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from zoo.models import OUTPUT_KINDS
 from zoo.registry import Registry
 
 TASKS = Registry("task")
-
-OUTPUT_KINDS = ("classification", "sequence_classification", "regression", "sequence_regression")
 
 
 class DataError(ValueError):
@@ -107,6 +109,34 @@ class Task:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"w_{name}")
 
 
+TRAINING_FIELDS = ("epochs", "batch_size", "learning_rate", "patience")
+
+
+def register_task(**training):
+    """Register a task function under its name. `training` holds the task's training defaults
+    (epochs, batch_size, learning_rate, patience): set on every Task it returns, and shown by
+    `python -m zoo.train --help` and `--list` without building the task."""
+    unknown = set(training) - set(TRAINING_FIELDS)
+    if unknown:
+        raise TypeError(f"register_task takes {', '.join(TRAINING_FIELDS)}, not {sorted(unknown)}")
+
+    def add(fn):
+        @functools.wraps(fn)
+        def build(*args, **kwargs) -> Task:
+            return dataclasses.replace(fn(*args, **kwargs), **training)
+
+        build.training = training
+        return TASKS.register(build, name=fn.__name__)
+
+    return add
+
+
+def training_defaults(name: str) -> dict:
+    """Task `name`'s training defaults as registered, over the `Task` dataclass' own."""
+    fields = {f.name: f.default for f in dataclasses.fields(Task) if f.name in TRAINING_FIELDS}
+    return {**fields, **TASKS.get(name).training}
+
+
 def get_task(name: str, **options) -> Task:
     """Build the task registered as `name`; options left as None keep the task's defaults."""
     options = {k: v for k, v in options.items() if v is not None}
@@ -116,6 +146,29 @@ def get_task(name: str, **options) -> Task:
 def list_tasks(pattern: str | None = None) -> list[str]:
     """Sorted task names, filtered by an fnmatch glob."""
     return TASKS.list(pattern)
+
+
+def task_options(name: str) -> dict[str, Any]:
+    """The options task `name` takes (its keyword-only arguments; `data` is apart), with their
+    defaults."""
+    params = inspect.signature(TASKS.get(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name != "data"}
+
+
+def task_reads_data(name: str) -> bool:
+    """True when task `name` reads a file given with --data."""
+    return "data" in inspect.signature(TASKS.get(name)).parameters
+
+
+def check_finite(name: str, **arrays: np.ndarray) -> None:
+    """Refuse arrays holding NaN or inf: one line naming the array and the first bad sample."""
+    for key, array in arrays.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            raise DataError(
+                f"{name}: {key} must hold finite numbers; sample {int(bad[0])} has NaN or inf "
+                f"({len(bad)} such samples)"
+            )
 
 
 def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,15 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import TASKS, DataError, Task, split_off, standardize
+from zoo.tasks.base import DataError, Task, check_finite, register_task, split_off, standardize
 
 
-@TASKS.register
-def digits(*, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0) -> Task:
+@register_task(epochs=60, batch_size=32)
+def digits(
+    *,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    train_size: int | None = None,
+    seed: int = 0,
+) -> Task:
     """scikit-learn's 8x8 handwritten digits read row by row: 8 steps x 8 features, 10 classes.
 
     Ships with scikit-learn, so it needs no download. Stratified test split, then a validation
-    split carved from the rest.
+    split carved from the rest; `train_size` keeps that many training windows (stratified), a
+    small data set to try the small-data defaults and cross-validated search on.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -30,14 +37,21 @@ def digits(*, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int =
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=val_fraction, stratify=y_rest, random_state=seed
     )
+    if train_size is not None:  # a small data set: keep train_size of the training windows
+        if not isinstance(train_size, int) or not 10 <= train_size <= len(x_train):
+            raise ValueError(
+                f"train_size must be an integer in 10..{len(x_train)}. Received: {train_size!r}"
+            )
+        if train_size < len(x_train):
+            x_train, _, y_train, _ = train_test_split(
+                x_train, y_train, train_size=train_size, stratify=y_train, random_state=seed
+            )
     return Task(
         name="digits",
         x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         output_kind="classification",
         num_outputs=10,
         class_names=tuple(str(i) for i in range(10)),
-        epochs=60,
-        batch_size=32,
     )  # fmt: skip
 
 
@@ -53,7 +67,7 @@ def _load_npz(path, kind: str) -> dict[str, np.ndarray]:
         raise DataError(f"{kind}: {path} is not a readable .npz file ({err})") from None
 
 
-@TASKS.register
+@register_task(epochs=20, batch_size=128)
 def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Task:
     """MNIST read row by row: 28 steps x 28 features, 10 classes.
 
@@ -90,8 +104,6 @@ def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Ta
         output_kind="classification",
         num_outputs=10,
         class_names=tuple(str(i) for i in range(10)),
-        epochs=20,
-        batch_size=128,
     )  # fmt: skip
 
 
@@ -116,7 +128,7 @@ def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
     )
 
 
-@TASKS.register
+@register_task()
 def npz(
     *,
     data: str | os.PathLike | None = None,
@@ -128,7 +140,8 @@ def npz(
 
     X is (samples, steps, features) or (samples, steps). Integer y means classification (a label
     per sample, or per step when y is (samples, steps)); float y means regression. Without
-    X_val/y_val, `val_fraction` of the training windows are held out at random with `seed`.
+    X_val/y_val, `val_fraction` of the training windows (at least 10, at most a quarter of them)
+    are held out at random with `seed`.
     Inputs are standardised per feature with statistics from the training split only.
     """
     if data is None:
@@ -147,8 +160,12 @@ def npz(
                 f"npz: X_{split} and y_{split} need one target a sample. Received: "
                 f"{len(arrays[f'x_{split}'])} samples and {len(arrays[f'y_{split}'])} targets"
             )
+    check_finite("npz", **{name.replace("x_", "X_"): a for name, a in arrays.items()})
     if "x_val" not in arrays:
-        fit, val = split_off(len(arrays["x_train"]), val_fraction, seed)
+        n = len(arrays["x_train"])
+        # a few windows score nothing: at least 10 (at most a quarter) on small data
+        fraction = max(val_fraction, min(10, n // 4) / n)
+        fit, val = split_off(n, fraction, seed)
         x, y = arrays["x_train"], arrays["y_train"]
         arrays.update(x_train=x[fit], y_train=y[fit], x_val=x[val], y_val=y[val])
     for split in ("train", "val", "test"):

@@ -22,16 +22,16 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import TASKS, DataError, Task
+from zoo.tasks.base import DataError, Task, register_task
 from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
@@ -78,33 +78,49 @@ REQUIRED = (*_required("train"), *_required("test"))
 def _parse_table(raw: bytes, ncols: int, name: str, where: str) -> np.ndarray:
     """Whitespace-separated numbers, `ncols` a line, as a (rows, ncols) float64 array.
 
-    Splits the whole text at once and converts with numpy (np.loadtxt is ~30x slower); the
-    per-line counts are checked first so a short or long row is reported with its line number.
+    Fast path: numpy's C text parser (`np.fromstring(..., sep=" ")`, which also lets other
+    threads run) when the text holds rows * ncols numbers in lines of equal length, as the
+    official files do (fixed-width values). Anything else goes through the careful path, which
+    reports a short or long row or a bad token with its line number.
     """
-    lines = raw.rstrip().splitlines()
-    if not lines:
-        raise DataError(f"UCI HAR: {name!r} in {where} is empty; expected one row per window")
-    counts = [len(line.split()) for line in lines]
-    for number, count in enumerate(counts, start=1):
-        if count != ncols:
-            raise DataError(
-                f"UCI HAR: {name!r} in {where}: expected {ncols} values a row, "
-                f"line {number} has {count}"
-            )
+    text = raw.rstrip()
+    rows = text.count(b"\n") + 1 if text else 0
     try:
-        values = np.array(raw.split(), dtype=np.float64)
-    except ValueError:
-        number, token = _first_bad_token(lines)
-        raise DataError(
-            f"UCI HAR: {name!r} in {where}: expected numbers, line {number} has {token!r}"
-        ) from None
-    values = values.reshape(len(lines), ncols)
+        values = np.fromstring(text, dtype=np.float64, sep=" ")
+    except ValueError:  # something that is not a number: the careful path says where
+        values = np.empty(0)
+    widths = np.diff(np.flatnonzero(np.frombuffer(text, np.uint8) == 10))
+    if not (rows and values.size == rows * ncols and (widths == widths[:1]).all()):
+        values = _parse_table_carefully(text, ncols, name, where)
+    values = values.reshape(rows, ncols)
     if not np.isfinite(values).all():
         number = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 1
         raise DataError(
             f"UCI HAR: {name!r} in {where}: expected finite numbers, line {number} has nan or inf"
         )
     return values
+
+
+def _parse_table_carefully(text: bytes, ncols: int, name: str, where: str) -> np.ndarray:
+    """The values of `text`, with every line's count checked: a one-line `DataError` names the
+    first line that is short, long or holds something that is not a number."""
+    lines = text.splitlines()
+    if not lines:
+        raise DataError(f"UCI HAR: {name!r} in {where} is empty; expected one row per window")
+    for number, line in enumerate(lines, start=1):
+        count = len(line.split())
+        if count != ncols:
+            raise DataError(
+                f"UCI HAR: {name!r} in {where}: expected {ncols} values a row, "
+                f"line {number} has {count}"
+            )
+    try:
+        return np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        number, token = _first_bad_token(lines)
+        raise DataError(
+            f"UCI HAR: {name!r} in {where}: expected numbers, line {number} has {token!r}"
+        ) from None
 
 
 def _first_bad_token(lines: list[bytes]) -> tuple[int, str]:
@@ -135,16 +151,22 @@ def _parse_ids(raw: bytes, name: str, where: str, low: int, high: int | None) ->
 
 
 def _parse_split(read: Callable[[str], bytes], split: str, where: str) -> dict[str, np.ndarray]:
-    """x (windows, 128, 9) float32, labels 0..5 and subject ids of one split."""
+    """x (windows, 128, 9) float32, labels 0..5 and subject ids of one split. The 9 signal files
+    are read and parsed in threads (decompression and numpy's parser let them run at once)."""
     y_name, s_name, *signal_names = _required(split)
     y = _parse_ids(read(y_name), y_name, where, 1, len(CLASS_NAMES)) - 1
     subjects = _parse_ids(read(s_name), s_name, where, 1, None)
     _check_rows(s_name, len(subjects), y_name, len(y), where)
     x = np.empty((len(y), STEPS, len(CHANNELS)), dtype=np.float32)
-    for channel, name in enumerate(signal_names):
-        values = _parse_table(read(name), STEPS, name, where)
-        _check_rows(name, len(values), y_name, len(y), where)
-        x[:, :, channel] = values
+
+    def parse(name: str) -> np.ndarray:
+        return _parse_table(read(name), STEPS, name, where)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parsed = zip(signal_names, pool.map(parse, signal_names), strict=True)
+        for channel, (name, values) in enumerate(parsed):
+            _check_rows(name, len(values), y_name, len(y), where)
+            x[:, :, channel] = values
     return {f"x_{split}": x, f"y_{split}": y, f"s_{split}": subjects}
 
 
@@ -338,28 +360,34 @@ def _read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically: a temp file in the same folder, then `os.replace`."""
+    """Write the cache atomically (`zoo.runs.atomic_write`), readable as the umask allows."""
+    from zoo.runs import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, key=np.array(key), **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, key=np.array(key), **arrays)
 
 
 def download_zip(
     cache: Path, url: str = URL, sha256: str = OUTER_SHA256, fname: str = DOWNLOAD_NAME
 ) -> Path:
     """Download UCI's zip into `cache` with `keras.utils.get_file` and check its SHA-256."""
+    bypass = f"download it yourself and pass data=PATH (--data) or set {DATA_ENV}=PATH"
+    made = [p for p in (cache, *cache.parents) if not p.exists()]
+    cache.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
+    try:
+        return _get_file(cache, url, sha256, fname, bypass)
+    except DataError:
+        for folder in made:  # a failed first download leaves no empty cache folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _get_file(cache: Path, url: str, sha256: str, fname: str, bypass: str) -> Path:
+    """`keras.utils.get_file` into `cache`, with its errors as one-line `DataError`s."""
     import keras
 
-    bypass = f"download it yourself and pass data=PATH (--data) or set {DATA_ENV}=PATH"
-    cache.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
     try:
         path = keras.utils.get_file(
             fname, origin=url, file_hash=sha256, hash_algorithm="sha256", cache_dir=str(cache),
@@ -453,7 +481,7 @@ def standardize_by_subject(x: np.ndarray, subjects: np.ndarray) -> np.ndarray:
     return out
 
 
-@TASKS.register
+@register_task(epochs=60, batch_size=64)
 def har(
     data: str | os.PathLike | None = None,
     *,
@@ -463,8 +491,6 @@ def har(
     download: bool = True,
     frame_steps: int = 1,
     per_subject: bool = False,
-    epochs: int = 60,
-    batch_size: int = 64,
 ) -> Task:
     """UCI HAR: 6 activities from 128-step windows of 9 smartphone inertial channels, by subject.
 
@@ -529,7 +555,5 @@ def har(
         output_kind="classification",
         num_outputs=len(CLASS_NAMES),
         class_names=CLASS_NAMES,
-        epochs=epochs,
-        batch_size=batch_size,
         info=info,
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.tasks.base import TASKS, Task
+from zoo.tasks.base import Task, register_task
 
 
 def _check_positive(**values):
@@ -20,7 +20,7 @@ def _chronological(n: int, val_fraction: float, test_fraction: float) -> tuple[s
     return slice(0, n - n_val - n_test), slice(n - n_val - n_test, n - n_test), slice(n - n_test, n)
 
 
-@TASKS.register
+@register_task(epochs=10, batch_size=32)
 def echo(
     *, series_length: int = 50_000, window: int = 15, echo_step: int = 3, seed: int = 0
 ) -> Task:
@@ -52,13 +52,11 @@ def echo(
         output_kind="sequence_classification",
         num_outputs=2,
         class_names=("0", "1"),
-        epochs=10,
-        batch_size=32,
         info={"echo_step": echo_step, "window": window, "series_length": series_length},
     )  # fmt: skip
 
 
-@TASKS.register
+@register_task(epochs=200, batch_size=64, learning_rate=0.01, patience=40)
 def count_ones(
     *, length: int = 20, train_size: int = 10_000, val_size: int = 1_000, seed: int = 0
 ) -> Task:
@@ -89,10 +87,6 @@ def count_ones(
         output_kind="classification",
         num_outputs=length + 1,
         class_names=tuple(str(i) for i in range(length + 1)),
-        epochs=200,
-        batch_size=64,
-        learning_rate=0.01,
-        patience=40,
         info={"length": length},
     )  # fmt: skip
 
@@ -102,7 +96,7 @@ def sine_curve(t: np.ndarray) -> np.ndarray:
     return t * np.sin(t) / 3 + 2 * np.sin(5 * t)
 
 
-@TASKS.register
+@register_task(epochs=40, batch_size=50)
 def sine(
     *,
     steps: int = 20,
@@ -136,8 +130,6 @@ def sine(
         x_train=xtr, y_train=ytr, x_val=xva, y_val=yva, x_test=xte, y_test=yte,
         output_kind="sequence_regression",
         num_outputs=1,
-        epochs=40,
-        batch_size=50,
         causal=True,
         info={
             "persistence_mse_val": float(np.mean((yva - xva) ** 2)),
@@ -147,7 +139,7 @@ def sine(
     )  # fmt: skip
 
 
-@TASKS.register
+@register_task(epochs=30, batch_size=64)
 def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed: int = 0) -> Task:
     """Random-walk forecasting: from the last `steps` values predict the next `horizon` values.
 
@@ -175,8 +167,6 @@ def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed:
         x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va], x_test=x[te], y_test=y[te],
         output_kind="regression",
         num_outputs=horizon,
-        epochs=30,
-        batch_size=64,
         info={
             "persistence_mse_val": float(np.mean(y[va] ** 2)),
             "persistence_mse_test": float(np.mean(y[te] ** 2)),

@@ -1,0 +1,157 @@
+"""A run's configuration: a preset, then --hparams, then the flags, checked against what the task
+and the model take. Light: nothing here imports Keras, so the CLI can answer --help at once."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from zoo.models import MODELS, looks_ahead, model_hyperparameters
+from zoo.presets import NO_PRESET, default_preset, get_preset
+from zoo.tasks import TASKS, Task, get_task, task_options, task_reads_data
+
+OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+JIT_CHOICES = ("auto", "on", "off")
+DEFAULTS = {
+    "optimizer": "adam", "lr_schedule": "constant", "seed": 0, "ensemble": 1, "jit_compile": "auto",
+}  # fmt: skip
+TRAINING_KEYS = (
+    "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "patience", "seed",
+    "ensemble", "jit_compile",
+)  # fmt: skip
+RUN_KEYS = ("task", "model", "data", "out", "task_options", "preset")
+MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)
+# Below this many training windows the training defaults adapt to the data's size: a batch of
+# about an eighth of the windows (8 at least) and epochs enough for MIN_GRADIENT_STEPS steps.
+SMALL_DATA = 1000
+MIN_GRADIENT_STEPS = 1500
+MAX_SMALL_DATA_EPOCHS = 1000
+
+
+def read_hparams(path: str) -> dict:
+    """The hyperparameters in a JSON file (an object of names to values)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--hparams: no such file: {path}") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--hparams: {path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--hparams: {path} must hold a JSON object of names to values")
+    return data.get("hyperparameters", data)
+
+
+def resolve(
+    flags: dict,
+    *,
+    preset: str | None = None,
+    hparams: str | None = None,
+    task_options: dict | None = None,
+) -> dict:
+    """One configuration: a preset, then --hparams, then the flags (later ones win).
+
+    `flags` maps setting names to the values given on the command line (None: not given). The
+    preset is `preset`, else the one named after TASK and MODEL unless `hparams` replays a
+    configuration; `preset="none"` uses none.
+    """
+    replay = read_hparams(hparams) if hparams else {}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    name = preset
+    settings = get_preset(name) if name not in (None, NO_PRESET) else {}
+    for key in ("task", "model"):
+        if settings and key in flags and flags[key] != settings[key]:
+            raise ValueError(
+                f"preset {name!r} is for {settings['task']} {settings['model']}, not {key} "
+                f"{flags[key]!r}; drop TASK MODEL or choose another preset"
+            )
+    task = flags.get("task") or replay.get("task") or settings.get("task")
+    model = flags.get("model") or replay.get("model") or settings.get("model")
+    if name is None and not hparams and task and model:
+        name = default_preset(task, model)
+        settings = get_preset(name) if name else {}
+    config = {**settings, **replay, **flags}
+    if name not in (None, NO_PRESET):
+        config["preset"] = name
+    options = {
+        **settings.get("task_options", {}),
+        **replay.get("task_options", {}),
+        **(task_options or {}),
+    }
+    if options:
+        config["task_options"] = options
+    if not config.get("task"):
+        raise ValueError("give a TASK (see --list)")
+    TASKS.get(config["task"])
+    if not config.get("model"):
+        raise ValueError("give a MODEL, or --hparams with a 'model' entry (see --list)")
+    takes = model_hyperparameters(config["model"])
+    unknown = sorted(set(config) - {*RUN_KEYS, *TRAINING_KEYS, *takes})
+    if unknown:
+        raise ValueError(
+            f"model {config['model']!r} takes no {', '.join(unknown)}; it takes {', '.join(takes)}"
+        )
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+    return config
+
+
+def load_task(task: str, data=None, options: dict | None = None) -> Task:
+    """The task with --data and --task-option values, each checked against what it takes."""
+    options = dict(options or {})
+    unknown = [key for key in options if key not in task_options(task)]
+    if unknown:
+        raise ValueError(
+            f"--task-option {unknown[0]}: task {task!r} takes "
+            f"{', '.join(task_options(task)) or 'no options'}"
+        )
+    if data:
+        if not task_reads_data(task):
+            raise ValueError(f"task {task!r} reads no file; drop --data")
+        options["data"] = data
+    return get_task(task, **options)
+
+
+def check_pairing(task: Task, model: str) -> None:
+    """Refuse a model that would read a causal task's answers from later inputs."""
+    if task.causal and looks_ahead(model):
+        allowed = [m for m in MODELS.list() if not looks_ahead(m)]
+        raise ValueError(
+            f"model {model!r} reads sequences backwards, so on task {task.name!r} (next-step "
+            f"prediction) it would see the targets. Use one of: {', '.join(allowed)}"
+        )
+
+
+def model_settings(config: dict) -> dict:
+    """The configuration's values for the model's own hyperparameters."""
+    return {k: config[k] for k in model_hyperparameters(config["model"]) if k in config}
+
+
+def training_defaults_for(task: Task) -> dict:
+    """The training defaults for `task`: its own, or for a small training split (fewer than
+    SMALL_DATA windows) a batch size that suits the size and enough epochs for
+    MIN_GRADIENT_STEPS gradient steps, with a patience of a quarter of them. A split of 36
+    windows trains in batches of 8 for up to 300 epochs with patience 75 instead of 20 epochs
+    of one batch (20 steps)."""
+    own = {"epochs": task.epochs, "batch_size": task.batch_size, "patience": task.patience}
+    n = len(task.x_train)
+    if n >= SMALL_DATA:
+        return own
+    batch = min(task.batch_size, max(8, 2 ** round(math.log2(max(n, 1) / 8))))
+    per_epoch = math.ceil(n / batch)
+    epochs = min(MAX_SMALL_DATA_EPOCHS, max(task.epochs, math.ceil(MIN_GRADIENT_STEPS / per_epoch)))
+    return {"epochs": epochs, "batch_size": batch, "patience": max(task.patience, epochs // 4)}
+
+
+def small_data_note(task: Task, chosen: dict) -> str | None:
+    """One line saying what the small-data defaults chose, or None where they did not apply."""
+    n = len(task.x_train)
+    if n >= SMALL_DATA:
+        return None
+    steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
+    return (
+        f"Small training split ({n} windows): batch size {chosen['batch_size']}, up to "
+        f"{chosen['epochs']} epochs ({steps:,} gradient steps), patience {chosen['patience']}; "
+        "--batch-size, --epochs and --patience choose otherwise"
+    )
