@@ -576,3 +576,226 @@ class Streamer:
             )
         outputs = [y for y in map(self.step, chunk) if y is not None]
         return np.array(outputs, np.float32).reshape(len(outputs), self.num_outputs)
+
+
+def play(streamer: Streamer, signal, reset_every: int | None = None):
+    """Stream `signal` (steps, features) from a reset, one step a call, timing each call.
+
+    `reset_every` N resets the stream before steps N, 2N, ... (None: state carried throughout).
+    Returns `(steps, outputs, seconds)`: the index of the input step after which each output came,
+    the outputs `(outputs, num_outputs)`, and the wall time of every `step` call.
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    if signal.ndim != 2 or signal.shape[1] != streamer.features:
+        raise StreamError(
+            f"a recording is (steps, {streamer.features}); received shape {signal.shape}"
+        )
+    streamer.reset()
+    steps, outputs, seconds = [], [], np.empty(len(signal))
+    clock = time.perf_counter
+    for t, x in enumerate(signal):
+        if reset_every and t and t % reset_every == 0:
+            streamer.reset()
+        start = clock()
+        y = streamer.step(x)
+        seconds[t] = clock() - start
+        if y is not None:
+            steps.append(t)
+            outputs.append(y)
+    outputs = np.array(outputs, np.float32).reshape(len(outputs), streamer.num_outputs)
+    return np.array(steps, dtype=np.int64), outputs, seconds
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="python -m zoo.stream",
+        description=(
+            "Stream a recording through a zoo.train run's model one time step at a time, with "
+            "the model's state carried from step to step, and write the output after every "
+            "step (CSV) and a plot. Bidirectional models cannot stream and are refused."
+        ),
+    )
+    p.add_argument("run", help="a zoo.train run folder, or a .keras file in one")
+    p.add_argument(
+        "--data",
+        required=True,
+        help=(
+            "the recording: an .npz whose array 'x' (or only array) is (steps, features) of raw "
+            "input, with optional per-step labels 'y'; or, for a har run, the UCI HAR zip or "
+            "folder, whose test windows are joined back into each subject's continuous segments "
+            "(each streamed from a reset)"
+        ),
+    )
+    p.add_argument(
+        "--subject", type=positive_int, help="har: the test subject to stream (default: the first)"
+    )
+    p.add_argument(
+        "--reset-every",
+        type=positive_int,
+        help="reset the state every N input steps (default: carry it over the whole recording)",
+    )
+    p.add_argument("--out", help="folder for stream.csv and stream.png (default: RUN/stream)")
+    return p
+
+
+def _har_recordings(data, config: dict, subject: int | None):
+    """A har run's test subject as its continuous recordings (see `zoo.recordings`)."""
+    from zoo.recordings import segments
+    from zoo.tasks.har import CLASS_NAMES, STEPS, load_arrays
+
+    arrays, _ = load_arrays(data)
+    s_test = arrays["s_test"]
+    subject = int(subject or s_test[0])
+    if subject not in s_test:
+        raise StreamError(f"--subject {subject}: test subjects are {sorted(set(s_test.tolist()))}")
+    rows = s_test == subject
+    found = segments(arrays["x_test"][rows], arrays["y_test"][rows], s_test[rows], STEPS // 2)
+    return [(seg.signal, seg.labels) for seg in found], CLASS_NAMES, f"subject {subject}"
+
+
+def _npz_recording(path: Path):
+    """The (signal, labels or None) of an .npz recording."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise StreamError(f"cannot read {path} as .npz ({err})".splitlines()[0]) from None
+    x = arrays.get("x", next(iter(arrays.values())) if len(arrays) == 1 else None)
+    if x is None:
+        raise StreamError(f"{path} holds {', '.join(arrays)}; name the recording 'x'")
+    y = arrays.get("y")
+    if y is not None and y.shape != x.shape[:1]:
+        raise StreamError(f"{path}: 'y' must hold one label a step, shape {x.shape[:1]}")
+    return [(x, y)], None, path.name
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary file and a rename, with the mode the umask gives."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv_bytes(table: list[dict]) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return text.getvalue().encode()
+
+
+def _plot_bytes(table, class_names, hz: float, title: str) -> bytes:
+    from zoo.plots import plt
+
+    fig, ax = plt.subplots(figsize=(12, 3.6))
+    t = np.array([row["time_s"] for row in table])
+    if class_names:
+        index = {name: i for i, name in enumerate(class_names)}
+        if table[0].get("label") not in (None, ""):
+            truth = [index.get(row["label"], np.nan) for row in table]
+            ax.plot(t, truth, "k-", lw=4, alpha=0.25, label="true")
+        ax.plot(t, [index[row["predicted"]] for row in table], "r.", ms=2, label="streamed")
+        ax.set_yticks(range(len(class_names)), class_names)
+    else:
+        for key in [k for k in table[0] if k.startswith("output_")]:
+            ax.plot(t, [row[key] for row in table], lw=1, label=key)
+    ax.set(xlabel=f"time (s, {hz:g} steps a second)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from zoo.registry import UnknownNameError
+    from zoo.tasks.base import DataError
+
+    try:
+        from zoo import backend
+
+        backend.load()
+        from zoo.models import looks_ahead
+        from zoo.runs import load_model, locate_run
+
+        model_path, config = locate_run(args.run)
+        hp = config["hyperparameters"]
+        if looks_ahead(hp["model"]):
+            raise StreamError(
+                f"model {hp['model']!r} is bidirectional: its output at a step depends on later "
+                "steps, so it cannot stream; train a unidirectional model (e.g. lstm, gru)"
+            )
+        streamer = Streamer(load_model(model_path), run_preprocessing(config))
+        data = Path(args.data)
+        if not data.exists():
+            raise StreamError(f"--data {data} does not exist")
+        if data.suffix == ".npz":
+            recordings, class_names, what = _npz_recording(data)
+            class_names = config["task"].get("class_names")
+        elif hp["task"] == "har":
+            recordings, class_names, what = _har_recordings(data, config, args.subject)
+        else:
+            raise StreamError(f"--data {data}: a {hp['task']} run streams an .npz recording")
+        for signal, _ in recordings:
+            if signal.ndim != 2 or signal.shape[1] != streamer.features:
+                raise StreamError(
+                    f"--data {data}: the recording is {signal.shape} but the run takes "
+                    f"(steps, {streamer.features})"
+                )
+        out = Path(args.out) if args.out else model_path.parent / "stream"
+        out.mkdir(parents=True, exist_ok=True)
+    except (UnknownNameError, DataError, ValueError, KeyError, OSError) as err:
+        parser.error(str(err).splitlines()[0] if str(err) else repr(err))
+
+    hz = float(config["task"].get("info", {}).get("sampling_hz", 1))
+    table, latency, offset = [], [], 0
+    for number, (signal, labels) in enumerate(recordings, start=1):
+        steps, outputs, seconds = play(streamer, signal, args.reset_every)
+        latency.append(seconds)
+        for t, y in zip(steps, outputs, strict=True):
+            row = {"recording": number, "step": int(t), "time_s": round((offset + t + 1) / hz, 4)}
+            if class_names:
+                row["predicted"] = class_names[int(np.argmax(y))]
+                if labels is not None:
+                    row["label"] = class_names[int(labels[t])]
+                row.update(
+                    {f"p_{name}": f"{p:.6f}" for name, p in zip(class_names, y, strict=True)}
+                )
+            else:
+                row.update({f"output_{i}": f"{v:.6g}" for i, v in enumerate(y)})
+            table.append(row)
+        offset += len(signal)
+    if not table:
+        parser.error(f"--data {args.data}: too short to give one output")
+    seconds = np.concatenate(latency) * 1000
+    summary = (
+        f"{what}: {offset} steps in {len(recordings)} recording(s), {len(table)} outputs; "
+        f"step latency median {np.median(seconds):.3f} ms, p99 {np.percentile(seconds, 99):.3f} ms"
+    )
+    if class_names and "label" in table[0]:
+        right = np.mean([row["predicted"] == row["label"] for row in table])
+        summary += f"; outputs matching the label {right:.2%} (all outputs, from the first step)"
+    _atomic_write(out / "stream.csv", _csv_bytes(table))
+    _atomic_write(out / "stream.png", _plot_bytes(table, class_names, hz, summary.split(";")[0]))
+    print(summary)
+    print(f"Wrote {out / 'stream.csv'} and {out / 'stream.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
