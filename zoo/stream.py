@@ -401,6 +401,11 @@ def _make_op(layer, node, model_name: str):
     if kind in _IDENTITY:
         return _Function(lambda x: x)
     if kind in _MERGES:
+        if len({len(t.shape) for t in node.input_tensors}) > 1:
+            raise StreamError(
+                f"model {model_name!r} cannot stream: {where} ({kind}) joins a sequence with a "
+                "per-sample tensor, so every step would see the last step's output"
+            )
         if kind == "Concatenate" and layer.axis not in (-1, len(in_shape) - 1):
             raise StreamError(f"{where}: Concatenate along axis {layer.axis}, not the features")
         return _Function(_MERGES[kind])
