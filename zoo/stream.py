@@ -620,7 +620,10 @@ def build_parser() -> Parser:
         description=(
             "Stream a recording through a zoo.train run's model one time step at a time, with "
             "the model's state carried from step to step, and write the output after every "
-            "step (CSV) and a plot. Bidirectional models cannot stream and are refused."
+            "step (CSV; one a frame for runs that frame steps, e.g. har's frame_steps=4) and a "
+            "plot. Raw steps get the run's preprocessing (standardisation with the training "
+            "mean/std, framing). Models whose outputs read later steps (bidirectional) cannot "
+            "stream and are refused."
         ),
     )
     p.add_argument("run", help="a zoo.train run folder, or a .keras file in one")
