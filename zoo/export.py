@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import re
 import secrets
@@ -224,11 +225,6 @@ class TFLiteRuntime(Runtime):
         self.input = self.interpreter.get_input_details()[0]["index"]
         self.output = self.interpreter.get_output_details()[0]["index"]
 
-    def int8_tensors(self) -> int:
-        """How many tensors the file holds as int8 (quantized weights)."""
-        details = self.interpreter.get_tensor_details()
-        return sum(d["dtype"].__name__ == "int8" for d in details)
-
     def run(self, x):
         self.interpreter.set_tensor(self.input, x)
         self.interpreter.invoke()
@@ -319,8 +315,6 @@ def parity_report(model, task, fmt, path, runtime, quantize=False, calls=LATENCY
     }
     if task.is_classification:
         report["errors"] = {"keras": keras_metrics["errors"], "export": export_metrics["errors"]}
-    if fmt == "tflite":
-        report["int8_tensors"] = runtime.int8_tensors()
     if quantize:
         report["target"] = f"accuracy within {INT8_POINTS} points of Keras"
         report["meets_target"] = (
@@ -332,10 +326,6 @@ def parity_report(model, task, fmt, path, runtime, quantize=False, calls=LATENCY
         report["target"] = f"max abs diff <= {FLOAT_TOLERANCE:g}, the same {metric}"
         report["meets_target"] = bool(diff <= FLOAT_TOLERANCE)
     return report
-
-
-def _mkdir_like_umask(path: Path) -> None:
-    path.mkdir()  # plain mkdir follows the umask (tempfile.mkdtemp would give 0700)
 
 
 def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATENCY_CALLS) -> dict:
@@ -358,23 +348,19 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     model = load_model(model_path)
     folder = model_path.parent / "export"
     work = model_path.parent / f".export-{secrets.token_hex(4)}"
-    _mkdir_like_umask(work)
+    work.mkdir()  # mkdir follows the umask (tempfile.mkdtemp would give 0700 to saved_model/)
+    shape = [1, *task.input_shape] if fmt == "tflite" else [None, None, task.input_shape[-1]]
     try:
         convert_model(model, fmt, work / artifact, task.input_shape, quantize)
         runtime = open_runtime(fmt, work / artifact)
         report = {
             "run": str(model_path.parent),
             **parity_report(model, task, fmt, work / artifact, runtime, quantize, calls),
-            "input_shape": [1, *task.input_shape]
-            if fmt == "tflite"
-            else [None, None, task.input_shape[-1]],
+            "input_shape": shape,
             "versions": versions(),
         }
-        import json
-
         (work / report_name(fmt, quantize)).write_text(json.dumps(report, indent=2) + "\n")
-        if not folder.is_dir():
-            _mkdir_like_umask(folder)
+        folder.mkdir(exist_ok=True)
         for name in (artifact, report_name(fmt, quantize)):
             target = folder / name
             if target.is_dir():  # a folder cannot be renamed over: move the old one aside first
@@ -391,9 +377,8 @@ def summary(report: dict) -> str:
     metric = report["metric"]
     size = report["size_bytes"] / 1024
     verdict = {True: "met", False: "MISSED", None: "none for regression"}[report["meets_target"]]
-    int8 = f", {report['int8_tensors']} int8 tensors" if report.get("quantized") else ""
     return "\n".join([
-        f"{report['file']}: {size:,.1f} KiB{int8}, run in {report['runtime']}",
+        f"{report['file']}: {size:,.1f} KiB, run in {report['runtime']}",
         f"test split ({report['test_samples']} samples): max |export - Keras| "
         f"{report['max_abs_diff']:.2e}; {metric} {report['keras']:.4f} in Keras, "
         f"{report['export']:.4f} exported",
