@@ -95,7 +95,7 @@ def plain_keras(model):
 @contextlib.contextmanager
 def _quiet_stderr():
     """Hold back what TensorFlow's converters write straight to file descriptor 2 (MLIR dumps,
-    absl lines); shown again only with RNN_ZOO_TF_LOGS=1."""
+    absl lines); RNN_ZOO_TF_LOGS=1 lets them through. The error raised says what went wrong."""
     if os.environ.get("RNN_ZOO_TF_LOGS"):
         yield
         return
@@ -121,9 +121,8 @@ def _converter_message(err: Exception) -> str:
     if ops:
         return f"ops that are no TFLite builtins: {', '.join(ops)}"
     lines = [line.strip() for line in text.splitlines() if "error:" in line]
-    return (lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else repr(err))[
-        :300
-    ]
+    lines = lines or text.strip().splitlines() or [repr(err)]
+    return lines[-1][:300]
 
 
 def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantize=False) -> None:
@@ -136,8 +135,11 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
     features = int(input_shape[-1])
     if fmt == "saved_model":
         spec = keras.InputSpec(shape=(None, None, features), dtype="float32")
-        with _quiet_stderr():
-            model.export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
+        try:
+            with _quiet_stderr():
+                model.export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
+        except Exception as err:  # noqa: BLE001 - tracing raises many kinds
+            raise ExportError(f"cannot export a SavedModel: {_converter_message(err)}") from None
         return
     plain = plain_keras(model)
     if fmt == "onnx":
