@@ -127,7 +127,7 @@ def _sine_option(config: dict, key: str):
     return options.get(key, inspect.signature(sine).parameters[key].default)
 
 
-def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts"):
+def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts need"):
     """(Forecaster, Task, config) of a run folder whose model forecasts its own inputs' future.
 
     Raises a one-line ValueError for a missing run or model, a classification run, or a task
@@ -142,13 +142,13 @@ def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts"):
     name = config["hyperparameters"]["task"]
     kind = config.get("task", {}).get("output_kind", "")
     if kind.endswith("classification"):
-        raise ValueError(f"{purpose} need a regression run; {run} is a {kind} run (task {name!r})")
+        raise ValueError(f"{purpose} a regression run; {run} is a {kind} run (task {name!r})")
     task = run_task(config, data)
     if task.output_kind == "sequence_regression":
         x, y, _ = task.split("test")
         if not (task.causal and y.shape == x.shape and np.allclose(y[:, :-1], x[:, 1:])):
             raise ValueError(
-                f"{purpose} need targets that are the inputs moved one step ahead; "
+                f"{purpose} targets that are the inputs moved one step ahead; "
                 f"task {name!r} of {run} has other targets"
             )
         fc = forecaster(load_model(model_path))
@@ -159,7 +159,7 @@ def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts"):
         )
     else:
         raise ValueError(
-            f"{purpose} need a task whose targets are its inputs' next values (sine, "
+            f"{purpose} a task whose targets are its inputs' next values (sine, "
             f"{', '.join(WINDOW_TASKS)}); {run} is a {name!r} run"
         )
     return fc, task, config

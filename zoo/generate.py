@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.registry import UnknownNameError
 
     try:
-        fc, task, config = open_run(args.run, args.data, purpose="generation")
+        fc, task, config = open_run(args.run, args.data, purpose="generation needs")
         check_feeds_back(fc)
         truth = None
         if args.seed_series == "test":
