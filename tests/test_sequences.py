@@ -188,6 +188,8 @@ def test_refusals_are_one_line_and_write_nothing(runs, tmp_path, capsys):
     assert snapshot(runs / "walk1") == before
     assert "no model at" in refused(generate_cli.main, [str(tmp_path / "none")], capsys)
     assert "no model at" in refused(forecast_cli.main, [str(tmp_path / "none")], capsys)
+    mixed = [str(runs / "walk1"), str(runs / "sine")]
+    assert "runs of one task only" in refused(forecast_cli.main, mixed, capsys)
     classifier = tmp_path / "count_ones"
     options = ["--task-option", "length=6", "--task-option", "train_size=40", "--task-option"]
     argv = ["count_ones", "rnn", *options, "val_size=8", *TINY, "--out", str(classifier)]

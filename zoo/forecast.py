@@ -217,7 +217,9 @@ def score(runs: list, horizon: int, data=None) -> dict:
     key = _task_key(config)
     for run, (_, _, other) in zip(runs[1:], opened[1:], strict=False):
         if _task_key(other) != key:
-            raise ValueError(f"{run} was trained on another task than {runs[0]}: {key}")
+            raise ValueError(
+                f"runs of one task only: {run} is {_task_key(other)}, {runs[0]} is {key}"
+            )
     x, future, persistence = horizon_windows(config, task, horizon, data)
     table = {
         "task": task.name,
@@ -241,6 +243,8 @@ def score(runs: list, horizon: int, data=None) -> dict:
 def _task_key(config: dict):
     hp = config["hyperparameters"]
     options = {k: v for k, v in hp.get("task_options", {}).items() if k != "horizon"}
+    if hp.get("data"):
+        options["data"] = hp["data"]
     return hp["task"], options
 
 
