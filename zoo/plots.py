@@ -128,3 +128,33 @@ def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
             folder / "forecast.png",
             baseline=anchor if "test_anchor" in task.info else None,
         )
+
+
+def horizon_mse(
+    curves: dict[str, list[float]], path: Path, title="Test MSE by horizon step"
+) -> Path:
+    """MSE against horizon step, one line a forecast (persistence dashed)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, mse in curves.items():
+        style = "k--" if label == "persistence" else "o-"
+        ax.plot(np.arange(1, len(mse) + 1), mse, style, ms=4, label=label)
+    ax.set(xlabel="horizon step", ylabel="MSE", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def generated_series(seed, generated, path: Path, truth=None, close=None, title="") -> Path:
+    """A seed window, the series generated from it and, if known, the true curve; `close`
+    (start, steps) marks the stretch within tolerance of it."""
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    seed, generated = np.asarray(seed), np.asarray(generated)
+    ax.plot(np.arange(-len(seed), 0), seed[:, 0], "-", color="0.5", label="seed")
+    if truth is not None:
+        ax.plot(np.arange(len(truth)), np.asarray(truth)[:, 0], "k-", lw=1.2, label="true curve")
+    ax.plot(np.arange(len(generated)), generated[:, 0], "r-", lw=1, label="generated")
+    if close is not None and close[1] is not None:
+        ax.axvspan(close[0], close[0] + close[1], color="b", alpha=0.1, label="within tolerance")
+    ax.set(xlabel="generated step", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -12,7 +12,14 @@ import itertools
 import sys
 
 from zoo.cli import Parser, non_negative_float, positive_int
-from zoo.config import DEFAULTS, JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS
+from zoo.config import (
+    DEFAULTS,
+    JIT_CHOICES,
+    LR_SCHEDULES,
+    MEMBER_SEED_STEP,
+    OPTIMIZERS,
+    SMALL_DATA,
+)
 from zoo.registry import UnknownNameError
 
 ENVIRONMENT = (
@@ -172,8 +179,8 @@ def list_everything() -> str:
     from zoo.tasks import TASKS, task_options
     from zoo.tasks.base import training_defaults
 
-    def shown(values: dict) -> str:
-        return ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+    def shown(values: dict, skip_none: bool = True) -> str:
+        return ", ".join(f"{k}={v}" for k, v in values.items() if v is not None or not skip_none)
 
     width = max(len(n) for n in (*MODELS.list(), *TASKS.list(), *PRESETS.list())) + 2
     pad = " " * (width + 2)
@@ -182,12 +189,14 @@ def list_everything() -> str:
         params = inspect.signature(MODELS.get(name)).parameters
         lines.append(f"  {name:<{width}}{MODELS.describe(name)}")
         lines.append(pad + shown({k: params[k].default for k in model_hyperparameters(name)}))
-    lines += ["Tasks (--task-option KEY=VALUE; training defaults, which flags override):"]
+    lines += [
+        f"Tasks (--task-option KEY=VALUE; training defaults, which flags override and which "
+        f"adapt to the size of a training split under {SMALL_DATA} windows):"
+    ]
     for name in TASKS.list():
         lines.append(f"  {name:<{width}}{TASKS.describe(name)}")
-        lines.append(pad + "options: " + (shown(task_options(name)) or "none"))
-        training = training_defaults(name) if TASKS.get(name).training else {}
-        lines.append(pad + "training: " + (shown(training) or "chosen from the data's size"))
+        lines.append(pad + "options: " + (shown(task_options(name), skip_none=False) or "none"))
+        lines.append(pad + "training: " + shown(training_defaults(name)))
     lines += ["Presets (python -m zoo.train --preset NAME; TASK_MODEL ones are defaults):"]
     lines += [f"  {n:<{width}}{PRESETS.describe(n)}" for n in PRESETS.list()]
     return "\n".join(lines)

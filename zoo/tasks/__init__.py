@@ -4,7 +4,7 @@
 every task module.
 """
 
-from zoo.tasks import files, har, synthetic  # noqa: F401  (registers the tasks)
+from zoo.tasks import files, har, series, synthetic  # noqa: F401  (registers the tasks)
 from zoo.tasks.base import (
     TASKS,
     DataError,

@@ -160,6 +160,13 @@ def task_reads_data(name: str) -> bool:
     return "data" in inspect.signature(TASKS.get(name)).parameters
 
 
+def check_positive(**values):
+    """Refuse values that are not positive integers, naming the first such one."""
+    for key, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{key} must be a positive integer. Received: {key}={value!r}")
+
+
 def check_finite(name: str, **arrays: np.ndarray) -> None:
     """Refuse arrays holding NaN or inf: one line naming the array and the first bad sample."""
     for key, array in arrays.items():

@@ -55,7 +55,7 @@ def digits(
     )  # fmt: skip
 
 
-def _load_npz(path, kind: str) -> dict[str, np.ndarray]:
+def load_npz(path, kind: str) -> dict[str, np.ndarray]:
     """The arrays of an `.npz` file, with a one-line `DataError` for a missing or corrupt file."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -79,7 +79,7 @@ def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Ta
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     else:
-        arrays = _load_npz(data, "mnist")
+        arrays = load_npz(data, "mnist")
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
         if missing:
             raise DataError(f"mnist: {data} lacks {', '.join(sorted(missing))}")
@@ -146,7 +146,7 @@ def npz(
     """
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
-    arrays = {k.lower(): v for k, v in _load_npz(data, "npz").items()}
+    arrays = {k.lower(): v for k, v in load_npz(data, "npz").items()}
     missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
     if missing:
         raise DataError(

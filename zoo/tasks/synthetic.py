@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.tasks.base import Task, register_task
-
-
-def _check_positive(**values):
-    for key, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{key} must be a positive integer. Received: {key}={value!r}")
+from zoo.tasks.base import Task, check_positive, register_task
 
 
 def _chronological(n: int, val_fraction: float, test_fraction: float) -> tuple[slice, ...]:
@@ -30,7 +24,7 @@ def echo(
     first `echo_step` targets depend on the previous window, so they carry weight 0: loss and
     accuracy count only the steps that can be known (t >= echo_step).
     """
-    _check_positive(series_length=series_length, window=window, echo_step=echo_step)
+    check_positive(series_length=series_length, window=window, echo_step=echo_step)
     if echo_step >= window:
         raise ValueError(
             f"echo_step must be below window={window}. Received: echo_step={echo_step}"
@@ -66,7 +60,7 @@ def count_ones(
     (of which `val_size` are held out for validation) and every other string is the test set:
     1 038 576 strings with the defaults.
     """
-    _check_positive(length=length, train_size=train_size, val_size=val_size)
+    check_positive(length=length, train_size=train_size, val_size=val_size)
     total = 2**length
     if train_size >= total or val_size >= train_size:
         raise ValueError(
@@ -112,7 +106,7 @@ def sine(
     As in the tutorial, each window starts at a random real time in [0, t_max - (steps+1)*0.1];
     the three splits are independent draws. Targets are the inputs moved one step ahead.
     """
-    _check_positive(steps=steps, train_size=train_size, val_size=val_size, test_size=test_size)
+    check_positive(steps=steps, train_size=train_size, val_size=val_size, test_size=test_size)
     rng = np.random.default_rng(seed)
     offsets = np.arange(steps + 1) * resolution
     span = t_max - offsets[-1]
@@ -147,7 +141,7 @@ def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed:
     expressed relative to its last value (inputs and targets minus it), so predicting 0 is the
     persistence forecast "tomorrow = today", the best possible predictor for a true random walk.
     """
-    _check_positive(length=length, steps=steps, horizon=horizon)
+    check_positive(length=length, steps=steps, horizon=horizon)
     if length < 10 * (steps + horizon):
         raise ValueError(
             f"length must be at least 10*(steps+horizon)={10 * (steps + horizon)}. "
