@@ -176,18 +176,29 @@ def test_task_from_small_data(src, cache):
     x_train = SMALL_ARRAYS["x_train"][SMALL_ARRAYS["s_train"] != 3]
     np.testing.assert_allclose(task.info["mean"], x_train.mean(axis=(0, 1)), rtol=1e-5)
     np.testing.assert_allclose(task.info["std"], x_train.std(axis=(0, 1)), rtol=1e-5)
-    np.testing.assert_allclose(task.x_train.mean(axis=(0, 1)), 0, atol=1e-5)
-    np.testing.assert_allclose(task.x_train.std(axis=(0, 1)), 1, atol=1e-5)
+    # the splits are raw; the model standardises (its preprocessing, fitted on train)
+    np.testing.assert_array_equal(task.x_test, SMALL_ARRAYS["x_test"])
+    assert task.preprocessing == {
+        "mean": task.info["mean"],
+        "std": task.info["std"],
+        "frame_steps": 1,
+    }
+    scaled = task.preprocessed()
+    np.testing.assert_allclose(scaled.x_train.mean(axis=(0, 1)), 0, atol=1e-5)
+    np.testing.assert_allclose(scaled.x_train.std(axis=(0, 1)), 1, atol=1e-5)
     for split in ("train", "val", "test"):
         x, y, _ = task.split(split)
         assert x.dtype == np.float32 and set(np.unique(y)) <= set(range(6))
     raw = h.har(src, val_subjects=[3], standardize=False, cache_dir=cache, download=False)
-    np.testing.assert_array_equal(raw.x_test, SMALL_ARRAYS["x_test"])
+    assert raw.preprocessing == {"frame_steps": 1}
+    np.testing.assert_array_equal(raw.preprocessed().x_test, SMALL_ARRAYS["x_test"])
 
 
 def test_frame_steps_join_consecutive_steps(src, cache):
-    plain = h.har(src, val_subjects=[3], cache_dir=cache, download=False)
+    plain = h.har(src, val_subjects=[3], cache_dir=cache, download=False).preprocessed()
     framed = h.har(src, val_subjects=[3], frame_steps=4, cache_dir=cache, download=False)
+    assert framed.input_shape == (128, 9) and framed.model_steps == 32  # the model frames
+    framed = framed.preprocessed()
     assert framed.input_shape == (32, 36) and framed.info["frame_steps"] == 4
     # frame t holds steps 4t..4t+3, each with its 9 channels in order
     np.testing.assert_array_equal(framed.x_test[:, 1, 9:18], plain.x_test[:, 5, :])
@@ -482,13 +493,14 @@ def test_real_class_counts(real):
 @pytest.mark.har
 def test_real_standardization(real):
     cold, warm, _ = real
+    for split in ("train", "val", "test"):  # the cache gives the same task as the zip
+        np.testing.assert_array_equal(cold.split(split)[0], warm.split(split)[0])
+    warm = warm.preprocessed()
     np.testing.assert_allclose(warm.x_train.mean(axis=(0, 1), dtype=np.float64), 0, atol=1e-4)
     np.testing.assert_allclose(warm.x_train.std(axis=(0, 1), dtype=np.float64), 1, atol=1e-4)
     assert len(warm.info["mean"]) == len(warm.info["std"]) == 9
     # total_acc_x is about 1 g (gravity along the phone's long axis when upright)
     assert 0.5 < warm.info["mean"][6] < 1.0
-    for split in ("train", "val", "test"):
-        np.testing.assert_array_equal(cold.split(split)[0], warm.split(split)[0])
 
 
 @pytest.mark.har

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_har import FOLDER, SMALL_FILES
 
-from zoo import create_model, train
+from zoo import create_model, get_task, train
 from zoo import evaluate as evaluate_cli
 from zoo.config import model_settings
 from zoo.presets import get_preset, list_presets
@@ -87,6 +87,54 @@ def test_har_format_fixture_trains(tmp_path):
     )  # fmt: skip
     assert_run_folder(out, ["confusion_matrix.png"])
     assert metrics["class_names"][0] == "WALKING" and metrics["samples"] == 24
+
+
+def har_fixture_run(tmp_path, *options: str) -> tuple[Path, dict, Path]:
+    """A har lstm run on the small fixture in the official layout: (folder, metrics, source)."""
+    src = tmp_path / "src"
+    for rel, data in SMALL_FILES.items():
+        (src / FOLDER / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / FOLDER / rel).write_bytes(data)
+    out = tmp_path / "run"
+    args = ["har", "lstm", "--data", str(src), "--task-option", "val_subjects=1", *options]
+    args += ["--task-option", f"cache_dir={tmp_path / 'cache'}", "--units", "8", "--epochs", "1"]
+    return out, run(args, out), src
+
+
+def test_saved_model_takes_raw_windows_and_reproduces_the_metrics(tmp_path):
+    """Standardisation and framing are layers of the model: the raw (128, 9) windows as the
+    loader returns them go straight in."""
+    from test_har import SMALL_ARRAYS
+
+    out, metrics, _ = har_fixture_run(tmp_path, "--task-option", "frame_steps=4")
+    model = keras.models.load_model(out / "model.keras")
+    assert model.input_shape == (None, None, 9)
+    assert {"normalization", "framing"} <= {layer.name for layer in model.layers}
+    raw = SMALL_ARRAYS["x_test"]
+    labels = model.predict(raw, verbose=0).argmax(axis=-1)
+    assert int((labels != SMALL_ARRAYS["y_test"]).sum()) == metrics["errors"]
+
+
+def test_a_run_from_before_models_did_their_own_preprocessing_still_evaluates(tmp_path, capsys):
+    """An old run folder: its model takes standardised, framed windows, and its config.json
+    does not say the model preprocesses; zoo.evaluate hands it the arrays it was trained on."""
+    from zoo.runs import write_json
+    from zoo.scoring import score
+
+    out, _, src = har_fixture_run(tmp_path, "--task-option", "frame_steps=4")
+    config = json.loads((out / "config.json").read_text())
+    del config["task"]["info"]["preprocessing"]
+    old = tmp_path / "old"
+    old.mkdir()
+    write_json(old / "config.json", config)
+    task = get_task("har", data=str(src), val_subjects=1, frame_steps=4,
+                    cache_dir=str(tmp_path / "cache")).preprocessed()  # fmt: skip
+    model = create_model("lstm", task.input_shape, 6, units=8)
+    assert model.input_shape == (None, None, 36)
+    model.save(old / "model.keras")
+    assert evaluate_cli.main([str(old)]) == 0
+    expected = score(model, task)["accuracy"]
+    assert f"test accuracy {expected:.4f}" in capsys.readouterr().out
 
 
 def test_same_seed_gives_the_same_metrics(tmp_path):

@@ -269,7 +269,8 @@ class ZooHyperModel(kt.HyperModel):
                     kwargs[key] = self._declare(hp, key)  # None unless `model` takes it
         model = create_model(
             name, self.task.input_shape, self.task.num_outputs,
-            output_kind=self.task.output_kind, **kwargs,
+            output_kind=self.task.output_kind,
+            preprocessing=self.task.preprocessing, **kwargs,
         )  # fmt: skip
         optimizer = self._declare(hp, "optimizer")
         learning_rate = self._declare(hp, "learning_rate")

@@ -75,9 +75,9 @@ def make_optimizer(
 
 
 def planned_sample_steps(task: Task, epochs: int) -> int:
-    """Training sample-steps a run plans: epochs x training windows x steps a window."""
-    x = task.split("train")[0]
-    return int(epochs) * len(x) * (x.shape[1] or 1)
+    """Training sample-steps a run plans: epochs x training windows x steps a window (as the
+    recurrent layers see them, after framing)."""
+    return int(epochs) * len(task.x_train) * (task.model_steps or 1)
 
 
 def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> bool | str:
@@ -190,6 +190,7 @@ def build_model(config: dict, task: Task) -> keras.Model:
         task.input_shape,
         task.num_outputs,
         output_kind=task.output_kind,
+        preprocessing=task.preprocessing,
         **model_settings(config),
     )
 

@@ -25,6 +25,8 @@ POOLINGS = ("last", "average", "attention")
 STRUCTURE = ("cell", "bidirectional", "residual", "pooling")
 # The hyperparameters every variant takes; a variant may expose more of the family's.
 COMMON = ("units", "depth", "dropout", "recurrent_dropout", "l2")
+# Arguments every builder takes that come from the task, not from a choice of hyperparameters.
+NOT_TUNED = ("output_kind", "preprocessing", "name")
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -41,9 +43,7 @@ def create_model(name: str, input_shape: Sequence[int | None], num_outputs: int,
 def model_hyperparameters(name: str) -> list[str]:
     """The hyperparameters model `name` takes (`python -m zoo.train` flags, the tuner's names)."""
     params = inspect.signature(MODELS.get(name)).parameters.values()
-    return [
-        p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in ("output_kind", "name")
-    ]
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in NOT_TUNED]
 
 
 def looks_ahead(name: str) -> bool:
@@ -120,6 +120,28 @@ def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bi
     return layer
 
 
+def _preprocessing_layers(inputs, input_shape, preprocessing: dict):
+    """The model's first layers: standardisation with given statistics, then framing."""
+    import keras
+
+    x = inputs
+    if "mean" in preprocessing:
+        std = [float(s) for s in preprocessing["std"]]
+        x = keras.layers.Normalization(
+            mean=preprocessing["mean"], variance=[s * s for s in std], name="normalization"
+        )(x)
+    frame = preprocessing.get("frame_steps", 1)
+    _check(
+        _positive_int(frame) and (input_shape[0] is None or input_shape[0] % frame == 0),
+        "frame_steps must be a positive integer that divides the steps",
+        frame_steps=frame,
+        steps=input_shape[0],
+    )
+    if frame > 1:
+        x = keras.layers.Reshape((-1, input_shape[1] * frame), name="framing")(x)
+    return x
+
+
 def output_head(x, output_kind: str, num_outputs: int):
     """The head every builder shares: softmax for the classification kinds, linear otherwise.
 
@@ -149,6 +171,7 @@ def recurrent_model(
     filters: int = 64,
     kernel_size: int = 5,
     attention_size: int = 64,
+    preprocessing: dict | None = None,
     name: str = "recurrent",
 ):
     """The family builder behind every registered model.
@@ -173,6 +196,9 @@ def recurrent_model(
         filters: Conv1D filters. Defaults to `64`.
         kernel_size: Conv1D kernel size. Defaults to `5`.
         attention_size: width of the attention scorer. Defaults to `64`.
+        preprocessing: what the model does to its raw input first (`zoo.tasks.Task`'s
+            preprocessing): `mean` and `std` a feature (a `Normalization` layer) and
+            `frame_steps` (a `Reshape` joining that many steps into one). Defaults to `None`.
         name: the model's name. Defaults to `"recurrent"`.
 
     Returns:
@@ -229,7 +255,7 @@ def recurrent_model(
 
     per_step = output_kind.startswith("sequence")
     inputs = keras.Input(shape=(None, input_shape[1]), name="inputs")
-    x = inputs
+    x = _preprocessing_layers(inputs, input_shape, preprocessing or {})
     for i in range(1, conv_layers + 1):
         # causal padding: an output at step t never sees inputs after t
         x = keras.layers.Conv1D(
@@ -276,7 +302,15 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
     takes = [*COMMON, *(k for k in (*settings, *extra) if k not in STRUCTURE and k not in COMMON)]
     defaults = {key: settings.get(key, _FAMILY[key].default) for key in takes}
 
-    def build(input_shape, num_outputs, *, output_kind="classification", name=name, **hp):
+    def build(
+        input_shape,
+        num_outputs,
+        *,
+        output_kind="classification",
+        preprocessing=None,
+        name=name,
+        **hp,
+    ):
         unexpected = set(hp) - set(takes)
         if unexpected:
             raise TypeError(
@@ -288,6 +322,7 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
             **structure,
             **{**defaults, **hp},
             output_kind=output_kind,
+            preprocessing=preprocessing,
             name=name,
         )
 
@@ -298,6 +333,7 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
             _FAMILY["num_outputs"],
             inspect.Parameter("output_kind", keyword, default="classification"),
             *(inspect.Parameter(k, keyword, default=v) for k, v in defaults.items()),
+            inspect.Parameter("preprocessing", keyword, default=None),
             inspect.Parameter("name", keyword, default=name),
         ]
     )

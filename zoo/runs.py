@@ -183,9 +183,14 @@ def locate_run(run: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def run_task(config: dict, data=None) -> Task:
-    """The task a run was trained on, rebuilt from its config.json (`data` if the data moved)."""
+    """The task a run was trained on, rebuilt from its config.json (`data` if the data moved),
+    its inputs as the run's model takes them: raw, or for a run made before models did their
+    own preprocessing, preprocessed."""
     hp = config["hyperparameters"]
-    return get_task(hp["task"], data=data or hp.get("data"), **hp.get("task_options", {}))
+    task = get_task(hp["task"], data=data or hp.get("data"), **hp.get("task_options", {}))
+    if config.get("task", {}).get("info", {}).get("preprocessing") != "model":
+        task = task.preprocessed()
+    return task
 
 
 def load_model(path: str | os.PathLike):

@@ -493,6 +493,8 @@ def run_preprocessing(config: dict) -> list[_Op]:
     those layers itself, and a run whose model does so needs no preprocessing here.
     """
     info = config.get("task", {}).get("info", {})
+    if info.get("preprocessing") == "model":  # the model's own layers do it
+        return []
     if info.get("per_subject"):
         raise StreamError(
             "the run standardises each subject by that subject's own statistics "

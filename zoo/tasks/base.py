@@ -36,6 +36,10 @@ class Task:
     `causal` marks tasks whose targets are later inputs (next-step prediction): a model that reads
     the sequence backwards would see the answers there, so such models are refused.
     `info` holds task-specific facts worth saving with a run (normalisation statistics, baselines).
+    `preprocessing` is what the model does to the raw inputs before its first layer, as Keras
+    layers (so a saved model takes the data as it comes): `mean` and `std` a channel
+    (standardisation, fitted on the training split) and `frame_steps` (consecutive steps joined
+    into one); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Task:
     patience: int = 10
     causal: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] | None = None
 
     def __post_init__(self):
         if self.output_kind not in OUTPUT_KINDS:
@@ -107,6 +112,23 @@ class Task:
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(x, y, weights) of split "train", "val" or "test"."""
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}"), getattr(self, f"w_{name}")
+
+    @property
+    def model_steps(self) -> int | None:
+        """Steps of one sample as the model's recurrent layers see them (after framing)."""
+        steps = self.input_shape[0]
+        return steps // (self.preprocessing or {}).get("frame_steps", 1) if steps else steps
+
+    def preprocessed(self) -> Task:
+        """This task with its preprocessing applied to the arrays and none left for the model:
+        the inputs as models trained before preprocessing moved into them take them."""
+        if not self.preprocessing:
+            return self
+        arrays = {
+            f"x_{s}": apply_preprocessing(getattr(self, f"x_{s}"), self.preprocessing)
+            for s in ("train", "val", "test")
+        }
+        return dataclasses.replace(self, **arrays, preprocessing=None)
 
 
 TRAINING_FIELDS = ("epochs", "batch_size", "learning_rate", "patience")
@@ -183,6 +205,23 @@ def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     order = np.random.default_rng(seed).permutation(n)
     n_out = max(1, int(round(n * fraction)))
     return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+def channel_statistics(x_train: np.ndarray) -> dict[str, list[float]]:
+    """Per-channel mean and std of `x_train` (a std of 0 becomes 1), for a model's
+    standardisation layer."""
+    mean = x_train.mean(axis=(0, 1), dtype=np.float64)
+    std = x_train.std(axis=(0, 1), dtype=np.float64)
+    std[std == 0] = 1.0
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def apply_preprocessing(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """`preprocessing` (see `Task`) done in NumPy: standardise, then frame."""
+    if "mean" in preprocessing:
+        x = (x - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
+    frame = preprocessing.get("frame_steps", 1)
+    return x.reshape(len(x), x.shape[1] // frame, x.shape[2] * frame).astype(np.float32)
 
 
 def standardize(x_train: np.ndarray, *others: np.ndarray):

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import DataError, Task, check_finite, register_task, split_off, standardize
+from zoo.tasks.base import (
+    DataError,
+    Task,
+    channel_statistics,
+    check_finite,
+    register_task,
+    split_off,
+)
 
 
 @register_task(epochs=60, batch_size=32)
@@ -142,7 +149,8 @@ def npz(
     per sample, or per step when y is (samples, steps)); float y means regression. Without
     X_val/y_val, `val_fraction` of the training windows (at least 10, at most a quarter of them)
     are held out at random with `seed`.
-    Inputs are standardised per feature with statistics from the training split only.
+    The model standardises its inputs per feature with statistics from the training split only
+    (a Normalization layer, so the saved model takes raw windows).
     """
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
@@ -197,12 +205,10 @@ def npz(
     for split in ("train", "val", "test"):
         dtype = np.int32 if kind.endswith("classification") else np.float32
         arrays[f"y_{split}"] = arrays[f"y_{split}"].astype(dtype)
-    if standardize_inputs:
-        (xtr, xva, xte), (mean, std) = standardize(
-            arrays["x_train"], arrays["x_val"], arrays["x_test"]
-        )
-        arrays.update(x_train=xtr, x_val=xva, x_test=xte)
-        info.update(mean=mean, std=std)
+    preprocessing = None
+    if standardize_inputs:  # by the model (a Normalization layer), so it takes raw windows
+        preprocessing = channel_statistics(arrays["x_train"])
+        info.update(**preprocessing, preprocessing="model")
     return Task(
         name="npz",
         **{k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")},
@@ -210,4 +216,5 @@ def npz(
         num_outputs=size,
         class_names=tuple(str(i) for i in range(size)) if kind.endswith("classification") else None,
         info=info,
+        preprocessing=preprocessing,
     )

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import DataError, Task, register_task
+from zoo.tasks.base import DataError, Task, channel_statistics, register_task
 from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
@@ -496,13 +496,14 @@ def har(
 
     The official split by subject: 7352 train windows of 21 subjects, 2947 test windows of 9.
     Validation holds out whole train subjects (default 5, spread evenly: 5 11 17 23 28; see
-    `pick_val_subjects`); the test set is never touched. With `standardize`, every channel is
-    scaled by the mean and std of the remaining train windows, for all splits. Channels:
-    body_acc x y z, body_gyro x y z, total_acc x y z. Sources and cache: see the module docstring.
+    `pick_val_subjects`); the test set is never touched. The splits hold the raw windows; the
+    model does the rest (`Task.preprocessing`, as Keras layers): with `standardize`, every
+    channel is scaled by the mean and std of the remaining train windows. Channels: body_acc
+    x y z, body_gyro x y z, total_acc x y z. Sources and cache: see the module docstring.
 
-    `frame_steps` joins that many consecutive steps into one input step (a frame): 128 steps of 9
-    values become 128/frame_steps steps of 9*frame_steps values, the same numbers in the same
-    order. A recurrent model then runs frame_steps times fewer sequential steps, which trains
+    `frame_steps` makes the model join that many consecutive steps into one input step (a
+    frame): 128 steps of 9 values become 128/frame_steps steps of 9*frame_steps values, the same
+    numbers in the same order. A recurrent model then runs frame_steps times fewer sequential steps, which trains
     several times faster on a CPU (see the README's results table).
 
     `per_subject` first standardises each subject's windows by that subject's own channel mean
@@ -525,13 +526,8 @@ def har(
     val_ids = pick_val_subjects(s, val_subjects)
     held = np.isin(s, val_ids)
     x_train, x_val = x[~held], x[held]
-    scaled, (mean, std) = standardize_channels(x_train, x_val, x_test)
-    if standardize:
-        x_train, x_val, x_test = scaled
-    x_train, x_val, x_test = (
-        x.reshape(len(x), STEPS // frame_steps, len(CHANNELS) * frame_steps)
-        for x in (x_train, x_val, x_test)
-    )
+    statistics = channel_statistics(x_train)
+    preprocessing = {**(statistics if standardize else {}), "frame_steps": frame_steps}
     y_train, y_test = y[~held], arrays["y_test"]
     majority = np.bincount(y_train, minlength=len(CLASS_NAMES)).argmax()
     info = {
@@ -542,8 +538,8 @@ def har(
         "per_subject": per_subject,
         "sampling_hz": SAMPLING_HZ,
         "standardized": standardize,
-        "mean": mean,
-        "std": std,
+        **statistics,
+        "preprocessing": "model",
         "train_subjects": np.unique(s[~held]).tolist(),
         "val_subjects": val_ids.tolist(),
         "test_subjects": np.unique(arrays["s_test"]).tolist(),
@@ -556,4 +552,5 @@ def har(
         num_outputs=len(CLASS_NAMES),
         class_names=CLASS_NAMES,
         info=info,
+        preprocessing=preprocessing,
     )  # fmt: skip
