@@ -2,6 +2,7 @@
 
 `import zoo` stays light (no TensorFlow), so `--help` and `--list` answer at once; the first
 `from zoo import create_model` (or any module that needs Keras) calls `load()`.
+KERAS_BACKEND picks TensorFlow (default), JAX or PyTorch; any other is refused in one line.
 """
 
 import importlib.util
@@ -16,7 +17,6 @@ REFUSED = {
     "numpy": "Keras' numpy backend runs inference only and cannot train",
     "openvino": "Keras' openvino backend runs inference only and cannot train",
 }
-PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # backend -> module
 
 
 class BackendError(ValueError):
@@ -37,7 +37,7 @@ def check() -> None:
             f"KERAS_BACKEND={chosen!r} is not supported by rnn-zoo ({why}); "
             f"use one of: {', '.join(SUPPORTED)}"
         )
-    if importlib.util.find_spec(PACKAGES[chosen]) is None:
+    if importlib.util.find_spec(chosen) is None:  # each backend's package is its name
         extra = "" if chosen == "tensorflow" else f" (pip install 'rnn-zoo[{chosen}]')"
         raise BackendError(f"KERAS_BACKEND={chosen!r} needs the {chosen} package{extra}")
 
