@@ -1,15 +1,19 @@
 """Training and inference speed of the zoo's recurrent models against plain Keras and PyTorch.
 
-For each model, four configurations train on the same synthetic HAR-shaped batches (128 steps,
-9 channels, 6 classes, Adam), timed in turns within one run so that the load of a shared
-machine hits them alike; ratios are medians of the per-round ratios:
+For each model, several configurations train on the same synthetic HAR-shaped batches (128
+steps, 9 channels, 6 classes, Adam), timed in turns within one run so that the load of a shared
+machine hits them alike; ratios are medians of the per-round ratios. On `--backend tensorflow`:
 
 - `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
   LSTMs), compiled as `zoo.fit.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
-  configurations that build the same network compiled the same way are timed once;
+  configurations that build the same network compiled the same way are timed once.
+
+On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with Keras' default
+`jit_compile="auto"`: XLA on JAX, eager on PyTorch; `FusedLSTM` is plain Keras there. And:
+
 - `torch`: the same network in PyTorch (`nn.LSTM`/`nn.GRU`/`nn.RNN`, last state, `nn.Linear`),
   in a worker process (two thread pools spinning in one process slow each other down), with
   `--threads` threads, and `torch_1t` with one: with 2 threads and other jobs running, PyTorch's
@@ -22,12 +26,14 @@ to parse the UCI HAR zip cold and from its cache. Prints Markdown tables.
     pip install -e '.[bench]'          # PyTorch, optional
     python scripts/benchmark_speed.py --threads 2 --repeats 7
     python scripts/benchmark_speed.py --quick --models lstm,gru
+    python scripts/benchmark_speed.py --backend jax --models lstm,gru   # pip install -e '.[jax]'
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import statistics
@@ -49,6 +55,7 @@ TORCH_SPECS = {
     "bilstm": ("LSTM", 1, True),
     "stacked_lstm": ("LSTM", 2, False),
 }
+BACKENDS = ("tensorflow", "jax", "torch")
 HAR_ZIP = Path("/work/shared/data/uci_har_dataset.zip")
 LATENCY_CALLS = 20
 
@@ -60,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo model names")
     p.add_argument("--repeats", type=int, default=7, help="timed rounds per configuration")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for TF and PyTorch")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+        help="Keras backend of the zoo and keras columns (default: $KERAS_BACKEND, else "
+        "tensorflow); JAX uses every core whatever --threads says",
+    )
     p.add_argument("--batch", type=int, default=64, help="training batch size")
     p.add_argument("--steps", type=int, default=12, help="training batches per timed round")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 3 batches")
@@ -235,8 +249,9 @@ def lstm_layer(cls):
         zoo.models.layer_class = saved
 
 
-def keras_configs(name: str) -> dict:
-    """The Keras configurations of one model: name -> function building it compiled."""
+def keras_configs(name: str, backend: str) -> dict:
+    """The Keras configurations of one model on `backend`: name -> function building it
+    compiled."""
     import keras
 
     from zoo import create_model
@@ -257,21 +272,22 @@ def keras_configs(name: str) -> dict:
 
         return make
 
-    configs = {
+    if backend != "tensorflow":
+        return {"zoo": build(None, "zoo"), "keras": build(keras.layers.LSTM, "auto")}
+    return {
         "zoo": build(None, "zoo"),
         "keras": build(keras.layers.LSTM, False),
         "keras_xla": build(keras.layers.LSTM, True),
         "fused": build(FusedLSTM, False),
     }
-    return configs
 
 
 def keras_runner(make, args, x, y):
-    import tensorflow as tf
+    import keras
 
     model = make()
-    xs = [tf.constant(b) for b in x]
-    ys = [tf.constant(b) for b in y]
+    xs = [keras.ops.convert_to_tensor(b) for b in x]
+    ys = [keras.ops.convert_to_tensor(b) for b in y]
     one = x[0, :1]
     many = np.concatenate(x)[:256]
     if len(many) < 256:
@@ -304,15 +320,18 @@ def bench_model(name: str, args, client) -> dict:
 
     x, y = batches(args.steps, args.batch)
     runners, setup, same_as, built = {}, {}, {}, {}
-    for config, make in keras_configs(name).items():
+    for config, make in keras_configs(name, args.backend).items():
         model, run, setup[config] = keras_runner(make, args, x, y)
         layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
         signature = (layers, bool(model.jit_compile))
         if config == "zoo":
-            from zoo.fused import FusedLSTM
+            from zoo.fused import FusedLSTM, fused_path_available
 
-            uses_fused = any(isinstance(layer, FusedLSTM) for layer in model._flatten_layers())
-            zoo_uses = "FusedLSTM" if uses_fused else ("XLA" if model.jit_compile else "default")
+            uses_fused = fused_path_available() and any(
+                isinstance(layer, FusedLSTM) for layer in model._flatten_layers()
+            )
+            compiler = "torch.compile" if args.backend == "torch" else "XLA"
+            zoo_uses = "FusedLSTM" if uses_fused else (compiler if model.jit_compile else "default")
         twin = built.get(signature)
         if twin is not None:  # the same network compiled the same way: time it once
             same_as[config] = twin
@@ -371,25 +390,38 @@ def fmt(v: float, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
 
+KERAS_LABELS = {
+    "zoo": "zoo",
+    "keras": "keras (TF default)",
+    "keras_xla": "keras jit_compile=True",
+    "fused": "FusedLSTM everywhere",
+}
+
+
 def tables(rows: list[dict], torch_on: bool) -> str:
     med = statistics.median
+    keras_on = [c for c in KERAS_LABELS if c in rows[0]["results"]]
+    xla_on = "keras_xla" in keras_on
     out = ["### Training (samples/s, median of rounds; ratios are medians of per-round ratios)", ""]
-    head = ["model", "zoo", "keras (TF default)", "keras jit_compile=True", "FusedLSTM everywhere"]
+    head = ["model"] + [KERAS_LABELS[c] if xla_on else c for c in keras_on]
     head += (
         ["PyTorch", "PyTorch 1 thread", "zoo / PyTorch", "zoo / best PyTorch"] if torch_on else []
     )
-    head += ["zoo / keras", "zoo / xla", "xla / keras", "zoo uses", "load avg (min-mean-max)"]
+    head += ["zoo / keras"] + (["zoo / xla", "xla / keras"] if xla_on else [])
+    head += ["zoo uses", "load avg (min-mean-max)"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         res = {c: r["train"] for c, r in row["results"].items()}
-        cells = [row["model"], *(fmt(med(res[c])) for c in ("zoo", "keras", "keras_xla", "fused"))]
+        cells = [row["model"], *(fmt(med(res[c])) for c in keras_on)]
         if torch_on:
             one = res.get("torch_1t", res["torch"])
             best = max(res["torch"], one, key=med)
             cells += [fmt(med(res["torch"])), fmt(med(one))]
             cells += [f"{ratio(res['zoo'], res['torch']):.2f}", f"{ratio(res['zoo'], best):.2f}"]
-        cells += [f"{ratio(res['zoo'], res['keras']):.2f}", f"{ratio(res['zoo'], res['keras_xla']):.2f}"]  # fmt: skip
-        cells += [f"{ratio(res['keras_xla'], res['keras']):.2f}"]
+        cells += [f"{ratio(res['zoo'], res['keras']):.2f}"]
+        if xla_on:
+            cells += [f"{ratio(res['zoo'], res['keras_xla']):.2f}"]
+            cells += [f"{ratio(res['keras_xla'], res['keras']):.2f}"]
         cells += [row["zoo_uses"]]
         cells += ["-".join(f"{v:.1f}" for v in row["load"])]
         out.append("| " + " | ".join(cells) + " |")
@@ -398,7 +430,7 @@ def tables(rows: list[dict], torch_on: bool) -> str:
         "### Inference (batch 1 latency in ms, lower is better; batch 256 in samples/s)",
         "",
     ]
-    configs = ["zoo", "keras", "keras_xla"]
+    configs = [c for c in ("zoo", "keras", "keras_xla") if c in keras_on]
     configs += [c for c in ("torch", "torch_1t") if torch_on and c in rows[0]["results"]]
     head = ["model"] + [f"{c} b1 ms" for c in configs] + [f"{c} b256/s" for c in configs]
     if torch_on:
@@ -425,15 +457,27 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.torch_worker:
         return torch_worker(args)
+    os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from zoo import backend
+
+    try:
+        backend.load()  # TensorFlow quietly
+    except backend.BackendError as err:
+        print(f"benchmark_speed.py: error: {err}", file=sys.stderr)
+        return 2
     import keras
 
-    import zoo  # noqa: F401  (imports TensorFlow quietly)
+    if args.backend == "tensorflow":
+        set_tf_threads(args.threads)
+        import tensorflow as tf
 
-    set_tf_threads(args.threads)
-    import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")  # predict_on_batch at two shapes: retracing warnings
+    elif args.backend == "torch":
+        import torch
 
-    tf.get_logger().setLevel("ERROR")  # predict_on_batch at two shapes: retracing warnings
+        torch.set_num_threads(args.threads)
+    engine = importlib.import_module(args.backend)
 
     client = torch_client(args)
     try:
@@ -448,7 +492,7 @@ def main(argv=None) -> int:
     cmd = "python scripts/benchmark_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])  # fmt: skip
     print(f"## Speed: `{cmd.strip()}`\n")
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
+        f"Keras {keras.__version__} on {args.backend} {engine.__version__}"
         + (f", PyTorch {client.version}" if client else "")
         + f"; {args.threads} threads, {os.cpu_count()} CPUs; batch {args.batch}, {STEPS}x"
         + f"{FEATURES} inputs, {UNITS} units, Adam; {args.repeats} rounds of {args.steps} batches.\n"

@@ -2,13 +2,21 @@
 
 `import zoo` stays light (no TensorFlow), so `--help` and `--list` answer at once; the first
 `from zoo import create_model` (or any module that needs Keras) calls `load()`.
+KERAS_BACKEND picks TensorFlow (default), JAX or PyTorch; any other is refused in one line.
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
 
-SUPPORTED = ("tensorflow", "jax")
+# Every registered model builds, trains, saves and reloads on these (tests/test_backends.py).
+SUPPORTED = ("tensorflow", "jax", "torch")
+# Keras' other backends, and why the zoo refuses them.
+REFUSED = {
+    "numpy": "Keras' numpy backend runs inference only and cannot train",
+    "openvino": "Keras' openvino backend runs inference only and cannot train",
+}
 
 
 class BackendError(ValueError):
@@ -20,15 +28,25 @@ def name() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
-def load() -> None:
-    """Check the backend, then import Keras (and TensorFlow) quietly. Cheap after the first call."""
-    if "keras" in sys.modules:
-        return
-    if name() not in SUPPORTED:
+def check() -> None:
+    """Raise a one-line `BackendError` unless the zoo runs on the backend asked for."""
+    chosen = name()
+    if chosen not in SUPPORTED:
+        why = REFUSED.get(chosen, "not a Keras backend")
         raise BackendError(
-            f"KERAS_BACKEND={name()!r} is not supported by rnn-zoo; "
+            f"KERAS_BACKEND={chosen!r} is not supported by rnn-zoo ({why}); "
             f"use one of: {', '.join(SUPPORTED)}"
         )
+    if importlib.util.find_spec(chosen) is None:  # each backend's package is its name
+        extra = "" if chosen == "tensorflow" else f" (pip install 'rnn-zoo[{chosen}]')"
+        raise BackendError(f"KERAS_BACKEND={chosen!r} needs the {chosen} package{extra}")
+
+
+def load() -> None:
+    """Check the backend, then import Keras (and TensorFlow) quietly. Cheap after the first call."""
+    check()
+    if "keras" in sys.modules:
+        return
     if name() == "tensorflow":
         _import_tensorflow_quietly()
     import keras  # noqa: F401
