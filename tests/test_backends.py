@@ -110,22 +110,14 @@ def test_unsupported_backends_are_refused_with_the_reason(monkeypatch, name, why
     assert "\n" not in str(refused.value)
 
 
-def _xfail(why: str):
-    return pytest.mark.xfail(strict=True, reason=why)
-
-
-KERAS_FIRST = _xfail("zoo/train.py imports keras (which refuses an unknown backend) first")
-AT_IMPORT = _xfail("tuning/__init__.py calls backend.load() on import, outside main()")
-
-
 @pytest.mark.parametrize(
     "name, command",
     [
         ("numpy", ["zoo.evaluate", "runs/nothing-here"]),
         ("nonsense", ["zoo.evaluate", "runs/nothing-here"]),
         ("numpy", ["zoo.train", "echo", "gru"]),
-        pytest.param("nonsense", ["zoo.train", "echo", "gru"], marks=KERAS_FIRST),
-        pytest.param("numpy", ["tuning.search", "echo"], marks=AT_IMPORT),
+        ("nonsense", ["zoo.train", "echo", "gru"]),
+        ("numpy", ["tuning.search", "echo"]),
     ],
 )
 def test_the_command_lines_refuse_an_unsupported_backend_in_one_line(name, command):

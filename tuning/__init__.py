@@ -7,7 +7,3 @@
 - `tuning.search`: `python -m tuning.search TASK`, the command line.
 - `tuning.report`: `python -m tuning.report DIR`, trials.csv and plots from a project folder.
 """
-
-from zoo import backend
-
-backend.load()  # TensorFlow quietly, before keras and keras-tuner import it

@@ -395,6 +395,13 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from zoo import backend
+
+    try:  # before the parser, whose choices import keras-tuner (and so Keras)
+        backend.load()
+    except backend.BackendError as err:
+        print(f"python -m tuning.search: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     from zoo.registry import UnknownNameError

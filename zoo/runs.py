@@ -145,10 +145,9 @@ def versions() -> dict[str, str]:
     }
     found["backend"] = keras.backend.backend()
     found["numpy"] = numpy.__version__
-    if found["backend"] == "tensorflow":
-        import tensorflow as tf
-
-        found["tensorflow"] = tf.__version__
+    for package in ("tensorflow", "jax", "torch"):
+        if package in sys.modules:
+            found[package] = sys.modules[package].__version__
     found["machine"] = f"{platform.machine()}, {os.cpu_count()} cpus"
     return found
 
@@ -200,8 +199,13 @@ def load_model(path: str | os.PathLike):
 
     import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)
     import zoo.layers  # noqa: F401
+    from zoo.fit import use_xla
 
     try:
-        return keras.models.load_model(path)
+        model = keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001 - Keras raises many kinds for a bad file
         raise ValueError(f"cannot load {path}: {err}".splitlines()[0]) from None
+    if model.compiled:  # the file holds the jit_compile of the backend it was trained on
+        choice = use_xla(model, "auto")  # for inference: no ~20 s XLA compile on TF CPU
+        model.jit_compile = None if choice == "auto" else choice  # None: the backend's default
+    return model
