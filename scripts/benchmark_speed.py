@@ -56,7 +56,7 @@ TORCH_SPECS = {
     "stacked_lstm": ("LSTM", 2, False),
 }
 BACKENDS = ("tensorflow", "jax", "torch")
-HAR_ZIP = Path("/work/shared/data/uci_har_dataset.zip")
+HAR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci_har_dataset.zip"
 LATENCY_CALLS = 20
 
 

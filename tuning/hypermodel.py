@@ -268,10 +268,13 @@ class ZooHyperModel(kt.HyperModel):
                 with hp.conditional_scope("model", takers):
                     kwargs[key] = self._declare(hp, key)  # None unless `model` takes it
         model = create_model(
-            name, self.task.input_shape, self.task.num_outputs,
+            name,
+            self.task.input_shape,
+            self.task.num_outputs,
             output_kind=self.task.output_kind,
-            preprocessing=self.task.preprocessing, **kwargs,
-        )  # fmt: skip
+            preprocessing=self.task.preprocessing,
+            **kwargs,
+        )
         optimizer = self._declare(hp, "optimizer")
         learning_rate = self._declare(hp, "learning_rate")
         return compile_model(

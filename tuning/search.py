@@ -329,8 +329,10 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
         print(f"Search stopped early: {oracle.stop_reason}", file=sys.stderr)
         return 1
     if oracle.budget_spent:
-        print(f"Time budget of {args.time_budget / 60:g} min spent: the search ended after "
-              f"{len(done)} completed trials; run it again with a new budget to go on.")  # fmt: skip
+        print(
+            f"Time budget of {args.time_budget / 60:g} min spent: the search ended after "
+            f"{len(done)} completed trials; run it again with a new budget to go on."
+        )
     return 0
 
 
@@ -387,11 +389,17 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     from zoo.runs import task_facts, versions, write_json
 
     project_dir.mkdir(parents=True, exist_ok=True)
-    write_json(project_dir / "search.json", {
-        "settings": settings_of(args, epochs), "max_trials": args.max_trials,
-        "objective": {"name": task.objective[0], "direction": task.objective[1]},
-        "task": task_facts(task), "command": " ".join(sys.argv), "versions": versions(),
-    })  # fmt: skip
+    write_json(
+        project_dir / "search.json",
+        {
+            "settings": settings_of(args, epochs),
+            "max_trials": args.max_trials,
+            "objective": {"name": task.objective[0], "direction": task.objective[1]},
+            "task": task_facts(task),
+            "command": " ".join(sys.argv),
+            "versions": versions(),
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -348,6 +348,10 @@ def make_tuner(
         max_retries_per_trial=max_retries,
     )
     return tuner_class(
-        oracle, hypermodel, directory=directory, project_name=project_name,
-        overwrite=overwrite, executions_per_trial=executions_per_trial,
-    )  # fmt: skip
+        oracle,
+        hypermodel,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+        executions_per_trial=executions_per_trial,
+    )

@@ -10,12 +10,18 @@ import importlib
 
 # name -> module that defines it; loaded on first access (PEP 562)
 _EXPORTS = {
-    "MODELS": "zoo.models", "create_model": "zoo.models", "list_models": "zoo.models",
+    "MODELS": "zoo.models",
+    "create_model": "zoo.models",
+    "list_models": "zoo.models",
     "looks_ahead": "zoo.models",
-    "Registry": "zoo.registry", "UnknownNameError": "zoo.registry",
-    "TASKS": "zoo.tasks", "DataError": "zoo.tasks", "Task": "zoo.tasks", "get_task": "zoo.tasks",
+    "Registry": "zoo.registry",
+    "UnknownNameError": "zoo.registry",
+    "TASKS": "zoo.tasks",
+    "DataError": "zoo.tasks",
+    "Task": "zoo.tasks",
+    "get_task": "zoo.tasks",
     "list_tasks": "zoo.tasks",
-}  # fmt: skip
+}
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
@@ -27,6 +33,8 @@ def __getattr__(name: str):
         from zoo import backend
 
         backend.load()
+        importlib.import_module("zoo.layers")  # registers the zoo's layers for load_model
+        importlib.import_module("zoo.fused")
     module = importlib.import_module(_EXPORTS[name])
     return getattr(module, name)
 

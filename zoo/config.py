@@ -15,12 +15,23 @@ OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 JIT_CHOICES = ("auto", "on", "off")
 DEFAULTS = {
-    "optimizer": "adam", "lr_schedule": "constant", "seed": 0, "ensemble": 1, "jit_compile": "auto",
-}  # fmt: skip
+    "optimizer": "adam",
+    "lr_schedule": "constant",
+    "seed": 0,
+    "ensemble": 1,
+    "jit_compile": "auto",
+}
 TRAINING_KEYS = (
-    "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "patience", "seed",
-    "ensemble", "jit_compile",
-)  # fmt: skip
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "lr_schedule",
+    "patience",
+    "seed",
+    "ensemble",
+    "jit_compile",
+)
 RUN_KEYS = ("task", "model", "data", "out", "task_options", "preset")
 MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)
 # Below this many training windows the training defaults adapt to the data's size: a batch of

@@ -48,8 +48,11 @@ def artifact_name(fmt: str, quantize: bool = False) -> str:
     """The file (or folder) name of an export in RUN_DIR/export/."""
     if quantize and fmt != "tflite":
         raise ExportError("--quantize is for --format tflite (dynamic-range int8 weights)")
-    return {"tflite": "model_int8.tflite" if quantize else "model.tflite",
-            "saved_model": "saved_model", "onnx": "model.onnx"}[fmt]  # fmt: skip
+    return {
+        "tflite": "model_int8.tflite" if quantize else "model.tflite",
+        "saved_model": "saved_model",
+        "onnx": "model.onnx",
+    }[fmt]
 
 
 def report_name(fmt: str, quantize: bool = False) -> str:
@@ -176,7 +179,8 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
 
 
 class Runtime:
-    """An exported model run in its own runtime, shaped like a Keras model for `zoo.scoring.score`."""
+    """An exported model run in its own runtime, shaped like a Keras model for
+    `zoo.scoring.score`."""
 
     name = ""
     batch_size = 1024
@@ -379,15 +383,17 @@ def summary(report: dict) -> str:
     metric = report["metric"]
     size = report["size_bytes"] / 1024
     verdict = {True: "met", False: "MISSED", None: "none for regression"}[report["meets_target"]]
-    return "\n".join([
-        f"{report['file']}: {size:,.1f} KiB, run in {report['runtime']}",
-        f"test split ({report['test_samples']} samples): max |export - Keras| "
-        f"{report['max_abs_diff']:.2e}; {metric} {report['keras']:.4f} in Keras, "
-        f"{report['export']:.4f} exported",
-        f"target ({report['target']}): {verdict}",
-        f"batch-1 latency: {report['latency_ms_batch1']:.3f} ms (median of "
-        f"{report['latency_calls']} calls)",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"{report['file']}: {size:,.1f} KiB, run in {report['runtime']}",
+            f"test split ({report['test_samples']} samples): max |export - Keras| "
+            f"{report['max_abs_diff']:.2e}; {metric} {report['keras']:.4f} in Keras, "
+            f"{report['export']:.4f} exported",
+            f"target ({report['target']}): {verdict}",
+            f"batch-1 latency: {report['latency_ms_batch1']:.3f} ms (median of "
+            f"{report['latency_calls']} calls)",
+        ]
+    )
 
 
 def build_parser() -> Parser:

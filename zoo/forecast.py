@@ -233,10 +233,17 @@ def score(runs: list, horizon: int, data=None) -> dict:
     }
     for run, (fc, _, _) in zip(runs, opened, strict=False):
         mse = step_mse(forecast(fc, x, horizon), future)
-        table["forecasts"].append({
-            "run": str(run), "method": method(fc, horizon), "block": fc.block, "mse": mse,
-            "mse_to_persistence": [m / p for m, p in zip(mse, table["persistence_mse"], strict=True)],
-        })  # fmt: skip
+        table["forecasts"].append(
+            {
+                "run": str(run),
+                "method": method(fc, horizon),
+                "block": fc.block,
+                "mse": mse,
+                "mse_to_persistence": [
+                    m / p for m, p in zip(mse, table["persistence_mse"], strict=True)
+                ],
+            }
+        )
     return table
 
 

@@ -94,14 +94,18 @@ def build_parser() -> Parser:
     p.add_argument("run", help="a zoo.train run folder, or a .keras file in one")
     p.add_argument("--steps", type=positive_int, default=300, help="values to generate")
     p.add_argument(
-        "--seed-series", choices=["zeros", "test"], default="zeros",
+        "--seed-series",
+        choices=["zeros", "test"],
+        default="zeros",
         help="first window: zeros, or a window of the test split (true continuation known)",
-    )  # fmt: skip
+    )
     p.add_argument("--window", type=non_negative_int, default=0, help="which test window seeds")
     p.add_argument(
-        "--tolerance", type=float, default=0.5,
+        "--tolerance",
+        type=float,
+        default=0.5,
         help="'close to the true curve' means an absolute error below this, in the task's units",
-    )  # fmt: skip
+    )
     p.add_argument("--out", help="folder for the outputs (default: the run folder)")
     p.add_argument("--data", help="data file, if it moved since training")
     return p
@@ -129,9 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     generated = generate(fc, seed, args.steps)
     summary = {
-        "task": task.name, "seed_series": args.seed_series, "steps": args.steps,
-        "tolerance": args.tolerance, "close_start": 0, "close_steps": None,
-    }  # fmt: skip
+        "task": task.name,
+        "seed_series": args.seed_series,
+        "steps": args.steps,
+        "tolerance": args.tolerance,
+        "close_start": 0,
+        "close_steps": None,
+    }
     if truth is not None:
         summary.update(window=args.window, truth="the true continuation")
         summary["close_steps"] = close_steps(generated, truth, args.tolerance)
@@ -165,8 +173,14 @@ def write_outputs(folder, seed, generated, truth, summary: dict) -> None:
     if generated.shape[1] == 1:
         names = [n.removesuffix("_0") for n in names]
     with atomic_path(folder / "generated.csv") as tmp:
-        np.savetxt(tmp, np.hstack(columns), delimiter=",", header=",".join(names), comments="",
-                   fmt=["%d"] + ["%.6g"] * (len(names) - 1))  # fmt: skip
+        np.savetxt(
+            tmp,
+            np.hstack(columns),
+            delimiter=",",
+            header=",".join(names),
+            comments="",
+            fmt=["%d"] + ["%.6g"] * (len(names) - 1),
+        )
     with atomic_path(folder / "generated.png") as tmp:
         title = f"{summary['task']}: {summary['steps']} steps from a {summary['seed_series']} seed"
         close = (summary["close_start"], summary["close_steps"])

@@ -46,7 +46,7 @@ def har_lstm_ensemble() -> dict:
 
 @PRESETS.register
 def har_lstm_per_subject() -> dict:
-    """har_lstm on windows standardised per subject (transductive: see the har task's per_subject)."""
+    """har_lstm on windows standardised per subject (transductive: see har's per_subject)."""
     preset = har_lstm()
     return {**preset, "task_options": {**preset["task_options"], "per_subject": True}}
 

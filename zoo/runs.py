@@ -112,11 +112,16 @@ def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) 
 
 def write_config(folder: Path, config: dict, task: Task, parameters: int) -> None:
     """config.json, written before training: settings, task facts, versions, the command."""
-    write_json(folder / "config.json", {
-        "hyperparameters": {k: v for k, v in config.items() if k != "out"},
-        "task": task_facts(task), "versions": versions(), "parameters": parameters,
-        "command": " ".join(sys.argv),
-    })  # fmt: skip
+    write_json(
+        folder / "config.json",
+        {
+            "hyperparameters": {k: v for k, v in config.items() if k != "out"},
+            "task": task_facts(task),
+            "versions": versions(),
+            "parameters": parameters,
+            "command": " ".join(sys.argv),
+        },
+    )
 
 
 def write_metrics(folder: Path, metrics: dict) -> None:

@@ -158,8 +158,9 @@ class _Recurrent(_Op):
         use_bias = getattr(cell, "use_bias", True)
         self.bias = _f32(cell.bias) if use_bias else np.zeros(self.kernel.shape[1], np.float32)
         self.act = _activation(getattr(cell, "activation", keras.activations.tanh), where)
-        self.rec_act = _activation(getattr(cell, "recurrent_activation", None) or
-                                   keras.activations.sigmoid, where)  # fmt: skip
+        self.rec_act = _activation(
+            getattr(cell, "recurrent_activation", None) or keras.activations.sigmoid, where
+        )
         if self.kind == "peephole":
             self.peephole = _f32(cell.peephole)
         if self.kind == "gru":
@@ -309,9 +310,14 @@ class _RunningPool(_Op):
 # ---------------------------------------------------------------- from layers to operations
 
 _IDENTITY = (
-    "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-    "ActivityRegularization", "Identity",
-)  # fmt: skip
+    "Dropout",
+    "SpatialDropout1D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "Identity",
+)
 _MERGES = {
     "Add": lambda *xs: sum(xs[1:], xs[0]),
     "Subtract": lambda a, b: a - b,
@@ -350,9 +356,12 @@ def _reshape(layer, in_shape):
         len(in_shape) == 3
         and len(target) == 2
         and target[1] % features == 0
-        and (target[0] in (-1, None) or in_shape[1] is None or target[0] * target[1] ==
-             in_shape[1] * features)
-    ):  # fmt: skip
+        and (
+            target[0] in (-1, None)
+            or in_shape[1] is None
+            or target[0] * target[1] == in_shape[1] * features
+        )
+    ):
         return Frame(target[1] // features, features)
     raise StreamError(
         f"layer {layer.name!r}: Reshape {tuple(in_shape[1:])} -> {target} is not a framing of "

@@ -271,8 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(config, task, model, folder, verbose=verbose)
     except Diverged as err:
-        print(f"{parser.prog}: error: {err}. Run folder (config and history only): {folder}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{parser.prog}: error: {err}. Run folder (config and history only): {folder}",
+            file=sys.stderr,
+        )
         return 1
     print(f"Run folder: {folder}")
     print(

@@ -55,11 +55,16 @@ def digits(
             )
     return Task(
         name="digits",
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
         output_kind="classification",
         num_outputs=10,
         class_names=tuple(str(i) for i in range(10)),
-    )  # fmt: skip
+    )
 
 
 def load_npz(path, kind: str) -> dict[str, np.ndarray]:
@@ -105,13 +110,16 @@ def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Ta
     val = slice(len(x_train) - val_size, None)
     return Task(
         name="mnist",
-        x_train=x_train[fit], y_train=y_train[fit],
-        x_val=x_train[val], y_val=y_train[val],
-        x_test=x_test, y_test=y_test,
+        x_train=x_train[fit],
+        y_train=y_train[fit],
+        x_val=x_train[val],
+        y_val=y_train[val],
+        x_test=x_test,
+        y_test=y_test,
         output_kind="classification",
         num_outputs=10,
         class_names=tuple(str(i) for i in range(10)),
-    )  # fmt: skip
+    )
 
 
 def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
@@ -143,7 +151,7 @@ def npz(
     standardize_inputs: bool = True,
     seed: int = 0,
 ) -> Task:
-    """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val optional).
+    """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val too).
 
     X is (samples, steps, features) or (samples, steps). Integer y means classification (a label
     per sample, or per step when y is (samples, steps)); float y means regression. Without

@@ -311,7 +311,8 @@ def parse_source(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """`cache_dir`, else $RNN_ZOO_CACHE, else $XDG_CACHE_HOME/rnn-zoo, else ~/.keras/datasets/rnn_zoo."""
+    """`cache_dir`, else $RNN_ZOO_CACHE, else $XDG_CACHE_HOME/rnn-zoo, else
+    ~/.keras/datasets/rnn_zoo."""
     if cache_dir:
         return Path(cache_dir).expanduser()
     if os.environ.get(CACHE_ENV):
@@ -390,9 +391,13 @@ def _get_file(cache: Path, url: str, sha256: str, fname: str, bypass: str) -> Pa
 
     try:
         path = keras.utils.get_file(
-            fname, origin=url, file_hash=sha256, hash_algorithm="sha256", cache_dir=str(cache),
+            fname,
+            origin=url,
+            file_hash=sha256,
+            hash_algorithm="sha256",
+            cache_dir=str(cache),
             cache_subdir="",
-        )  # fmt: skip
+        )
     except ValueError:  # get_file's hash mismatch: drop the bad file so the next call retries
         with contextlib.suppress(OSError):
             (cache / fname).unlink()
@@ -503,8 +508,8 @@ def har(
 
     `frame_steps` makes the model join that many consecutive steps into one input step (a
     frame): 128 steps of 9 values become 128/frame_steps steps of 9*frame_steps values, the same
-    numbers in the same order. A recurrent model then runs frame_steps times fewer sequential steps, which trains
-    several times faster on a CPU (see the README's results table).
+    numbers in the same order. A recurrent model then runs frame_steps times fewer sequential
+    steps, which trains several times faster on a CPU (see the README's results table).
 
     `per_subject` first standardises each subject's windows by that subject's own channel mean
     and std, test subjects included. That removes much of what differs between people (how the
@@ -547,10 +552,15 @@ def har(
     }
     return Task(
         name="har",
-        x_train=x_train, y_train=y_train, x_val=x_val, y_val=y[held], x_test=x_test, y_test=y_test,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y[held],
+        x_test=x_test,
+        y_test=y_test,
         output_kind="classification",
         num_outputs=len(CLASS_NAMES),
         class_names=CLASS_NAMES,
         info=info,
         preprocessing=preprocessing,
-    )  # fmt: skip
+    )

@@ -140,16 +140,27 @@ def series(
 
     return Task(
         name="series",
-        x_train=xtr, y_train=ytr, x_val=xva, y_val=yva, x_test=xte, y_test=yte,
+        x_train=xtr,
+        y_train=ytr,
+        x_val=xva,
+        y_val=yva,
+        x_test=xte,
+        y_test=yte,
         output_kind="regression",
         num_outputs=horizon * len(targets),
         epochs=30,
         batch_size=64,
         info={
-            "source": str(data), "steps": steps, "channels": names,
-            "targets": targets, "window": window, "horizon": horizon,
-            "split_steps": np.diff(bounds).tolist(), "mean": mean, "std": std,
+            "source": str(data),
+            "steps": steps,
+            "channels": names,
+            "targets": targets,
+            "window": window,
+            "horizon": horizon,
+            "split_steps": np.diff(bounds).tolist(),
+            "mean": mean,
+            "std": std,
             "persistence_mse_val": persistence(xva, yva),
             "persistence_mse_test": persistence(xte, yte),
         },
-    )  # fmt: skip
+    )

@@ -40,14 +40,20 @@ def echo(
     tr, va, te = _chronological(n, 0.1, 0.1)
     return Task(
         name="echo",
-        x_train=x[tr], y_train=y[tr], w_train=w[tr],
-        x_val=x[va], y_val=y[va], w_val=w[va],
-        x_test=x[te], y_test=y[te], w_test=w[te],
+        x_train=x[tr],
+        y_train=y[tr],
+        w_train=w[tr],
+        x_val=x[va],
+        y_val=y[va],
+        w_val=w[va],
+        x_test=x[te],
+        y_test=y[te],
+        w_test=w[te],
         output_kind="sequence_classification",
         num_outputs=2,
         class_names=("0", "1"),
         info={"echo_step": echo_step, "window": window, "series_length": series_length},
-    )  # fmt: skip
+    )
 
 
 @register_task(epochs=200, batch_size=64, learning_rate=0.01, patience=40)
@@ -75,14 +81,17 @@ def count_ones(
     test = slice(train_size, total)
     return Task(
         name="count_ones",
-        x_train=x[fit], y_train=y[fit],
-        x_val=x[val], y_val=y[val],
-        x_test=x[test], y_test=y[test],
+        x_train=x[fit],
+        y_train=y[fit],
+        x_val=x[val],
+        y_val=y[val],
+        x_test=x[test],
+        y_test=y[test],
         output_kind="classification",
         num_outputs=length + 1,
         class_names=tuple(str(i) for i in range(length + 1)),
         info={"length": length},
-    )  # fmt: skip
+    )
 
 
 def sine_curve(t: np.ndarray) -> np.ndarray:
@@ -101,7 +110,7 @@ def sine(
     resolution: float = 0.1,
     seed: int = 0,
 ) -> Task:
-    """Sine-like next-step prediction: predict y(t+0.1) at each of `steps` steps of t*sin(t)/3+2*sin(5t).
+    """Sine-like next-step prediction: y(t+0.1) at each of `steps` steps of t*sin(t)/3+2*sin(5t).
 
     As in the tutorial, each window starts at a random real time in [0, t_max - (steps+1)*0.1];
     the three splits are independent draws. Targets are the inputs moved one step ahead.
@@ -121,7 +130,12 @@ def sine(
     (xtr, ytr), (xva, yva), (xte, yte) = draw(train_size), draw(val_size), draw(test_size)
     return Task(
         name="sine",
-        x_train=xtr, y_train=ytr, x_val=xva, y_val=yva, x_test=xte, y_test=yte,
+        x_train=xtr,
+        y_train=ytr,
+        x_val=xva,
+        y_val=yva,
+        x_test=xte,
+        y_test=yte,
         output_kind="sequence_regression",
         num_outputs=1,
         causal=True,
@@ -130,7 +144,7 @@ def sine(
             "persistence_mse_test": float(np.mean((yte - xte) ** 2)),
             "resolution": resolution,
         },
-    )  # fmt: skip
+    )
 
 
 @register_task(epochs=30, batch_size=64)
@@ -158,7 +172,12 @@ def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed:
     va, te = slice(va.start + gap, va.stop), slice(te.start + gap, te.stop)
     return Task(
         name="random_walk",
-        x_train=x[tr], y_train=y[tr], x_val=x[va], y_val=y[va], x_test=x[te], y_test=y[te],
+        x_train=x[tr],
+        y_train=y[tr],
+        x_val=x[va],
+        y_val=y[va],
+        x_test=x[te],
+        y_test=y[te],
         output_kind="regression",
         num_outputs=horizon,
         info={
@@ -166,4 +185,4 @@ def random_walk(*, length: int = 5_000, steps: int = 20, horizon: int = 1, seed:
             "persistence_mse_test": float(np.mean(y[te] ** 2)),
             "test_anchor": anchor[te, 0].tolist(),
         },
-    )  # fmt: skip
+    )
