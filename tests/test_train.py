@@ -385,3 +385,40 @@ def test_jit_compile_flag_is_recorded(tmp_path):
     run(["echo", "gru", *TINY_ECHO, "--jit-compile", "off"], out)
     config = json.loads((out / "config.json").read_text())
     assert config["hyperparameters"]["jit_compile"] == "off"
+
+
+# ---------------------------------------------------------------- stateful training
+
+STATEFUL = ["--task-option", "stateful=true", "--task-option", "series_length=3000"]
+STATEFUL += ["--task-option", "streams=8", "--units", "8", "--epochs", "2"]
+
+
+def test_stateful_echo_carries_state_between_batches(tmp_path):
+    """Row b of batch k+1 continues row b of batch k: the first steps of a window, which a
+    stateless model cannot know, are targets too; only each stream's first echo_step are not."""
+    task = get_task("echo", stateful=True, series_length=3000, streams=8)
+    x, y, w = task.split("train")
+    assert task.stateful_batch == 8 and len(x) % 8 == 0
+    np.testing.assert_array_equal(y[8:16, 0], x[0:8, 12, 0])  # echoes the previous batch
+    assert w[:8, :3].sum() == 0 and w[8:, :3].all()
+    metrics = run(["echo", "lstm", *STATEFUL], tmp_path / "run")
+    assert metrics["targets"] == int(task.w_test.sum())
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert model.input_shape == (8, None, 1)
+    assert all(layer.stateful for layer in model.layers if isinstance(layer, keras.layers.RNN))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("bilstm", "cannot carry its state forward"),
+        ("conv_lstm", "a stateful model carries state forward through a recurrent stack"),
+    ],
+)
+def test_stateful_refuses_models_that_cannot_carry_state(model, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["echo", model, *STATEFUL, "--out", str(tmp_path / "run"), "--quiet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -333,11 +333,45 @@ def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(tmp_path):
 
 def test_progress_line_and_no_running_trial_left_in_oracle_json(tmp_path, capsys):
     args = ["count_ones", *TINY, "--max-trials", "2", *FAST[:-1], "--dir", str(tmp_path)]
-    assert search_cli.main([*args, "--time-budget", "1h"]) == 0
+    old = os.umask(0o022)
+    try:
+        assert search_cli.main([*args, "--time-budget", "1h"]) == 0
+    finally:
+        os.umask(old)
+    project = tmp_path / "count_ones-random"
+    ours = [
+        "search.json",
+        "trials.csv",
+        "best_hparams.json",
+        "best_metrics.json",
+        "best_model.keras",
+    ]
+    for name in ours:  # readable by a colleague, as the umask says
+        assert (project / name).stat().st_mode & 0o777 == 0o644, name
     out = capsys.readouterr().out
     assert "[search] 1 of 2 trials finished; best so far trial 0" in out
     assert "[search] 2 of 2 trials finished" in out and "min of budget left" in out
     assert oracle_state(tmp_path / "count_ones-random")["ongoing_trials"] == {}
+
+
+def test_one_rule_for_the_best_trial_when_scores_tie():
+    rows = [
+        {"trial_id": "1", "status": "COMPLETED", "val_accuracy": 1.0},
+        {"trial_id": "3", "status": "COMPLETED", "val_accuracy": 1.0},
+        {"trial_id": "0", "status": "COMPLETED", "val_accuracy": 1.0},
+        {"trial_id": "2", "status": "COMPLETED", "val_accuracy": 0.5},
+        {"trial_id": "4", "status": "FAILED", "val_accuracy": None},
+    ]
+    assert [r["trial_id"] for r in report.ranked(rows, "val_accuracy", "max")] == [
+        "0",
+        "1",
+        "3",
+        "2",
+    ]
+    assert report.best_row(rows, "val_accuracy", "max")["trial_id"] == "0"
+    for row in rows:
+        row["val_loss"] = row.pop("val_accuracy")
+    assert report.best_row(rows, "val_loss", "min")["trial_id"] == "2"
 
 
 def test_time_budget_starts_no_trial_that_would_not_fit():
@@ -419,6 +453,7 @@ def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
     project = tmp_path / "count_ones-random"
     state = assert_no_trial_ran_twice(project, 3)
     assert set(state["run_times"].values()) == {1}
+    assert state["ongoing_trials"] == {}  # no finished trial left listed as running
     best = json.loads((project / "best_hparams.json").read_text())
     assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
     assert (project / "best_model.keras").exists()

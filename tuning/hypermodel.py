@@ -155,6 +155,11 @@ class ZooHyperModel(kt.HyperModel):
         epochs: int | None = None,
     ):
         super().__init__(name=f"zoo_{task.name}")
+        if task.stateful_batch:
+            raise ValueError(
+                f"task {task.name!r} is stateful (streams side by side, fixed batches): "
+                "search it without the stateful option"
+            )
         defaults = training_defaults_for(task)
         self.task, self.seed = task, seed
         self.patience = patience or defaults["patience"]

@@ -125,7 +125,13 @@ def load_task(task: str, data=None, options: dict | None = None) -> Task:
 
 
 def check_pairing(task: Task, model: str) -> None:
-    """Refuse a model that would read a causal task's answers from later inputs."""
+    """Refuse a model that would read a causal task's answers from later inputs, or that cannot
+    carry state forward on a stateful task."""
+    if task.stateful_batch and looks_ahead(model):
+        raise ValueError(
+            f"model {model!r} reads sequences backwards, so it cannot carry its state forward "
+            "from batch to batch (stateful); use a unidirectional model such as lstm or gru"
+        )
     if task.causal and looks_ahead(model):
         allowed = [m for m in MODELS.list() if not looks_ahead(m)]
         raise ValueError(

@@ -153,14 +153,32 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             runs.save_model(self.model, self.path)
 
 
+class ResetStates(keras.callbacks.Callback):
+    """A stateful model starts every epoch, evaluation and prediction from zero state."""
+
+    def reset(self, *_):
+        reset_states(self.model)
+
+    on_epoch_begin = on_test_begin = on_predict_begin = reset
+
+
+def reset_states(model: keras.Model) -> None:
+    """Zero the state of every stateful recurrent layer of `model`."""
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
+
+
 def fit_callbacks(task: Task, *, patience: int = 10) -> list[keras.callbacks.Callback]:
-    """Early stopping on the task's validation objective (best weights restored) and NaN stop."""
+    """Early stopping on the task's validation objective (best weights restored) and NaN stop;
+    for a stateful task, state reset at each epoch and evaluation."""
     monitor, mode = task.objective
     return [
         keras.callbacks.EarlyStopping(
             monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
         ),
         keras.callbacks.TerminateOnNaN(),
+        *([ResetStates()] if task.stateful_batch else []),
     ]
 
 
@@ -191,6 +209,7 @@ def build_model(config: dict, task: Task) -> keras.Model:
         task.num_outputs,
         output_kind=task.output_kind,
         preprocessing=task.preprocessing,
+        stateful_batch=task.stateful_batch,
         **model_settings(config),
     )
 
@@ -231,7 +250,7 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
             batch_size=config["batch_size"],
             callbacks=callbacks,
             verbose=verbose,
-            shuffle=True,
+            shuffle=not task.stateful_batch,  # a stateful task's batches follow each other
         ).history
     except KeyboardInterrupt:
         interrupted = True

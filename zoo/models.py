@@ -26,7 +26,7 @@ STRUCTURE = ("cell", "bidirectional", "residual", "pooling")
 # The hyperparameters every variant takes; a variant may expose more of the family's.
 COMMON = ("units", "depth", "dropout", "recurrent_dropout", "l2")
 # Arguments every builder takes that come from the task, not from a choice of hyperparameters.
-NOT_TUNED = ("output_kind", "preprocessing", "name")
+NOT_TUNED = ("output_kind", "preprocessing", "stateful_batch", "name")
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -93,8 +93,10 @@ def layer_class(cell: str, bidirectional: bool):
     return {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU}[cell]
 
 
-def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bidirectional, name):
-    """One recurrent layer (optionally bidirectional) with the zoo's common settings."""
+def _recurrent_layer(
+    cell, units, *, return_sequences, recurrent_dropout, l2, bidirectional, stateful, name
+):
+    """One recurrent layer (optionally bidirectional or stateful) with the zoo's settings."""
     import keras
 
     from zoo.layers import PeepholeLSTMCell
@@ -105,6 +107,7 @@ def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bi
         layer = keras.layers.RNN(
             PeepholeLSTMCell(units, recurrent_dropout=recurrent_dropout, **penalty),
             return_sequences=return_sequences,
+            stateful=stateful,
             name=name,
         )
     else:
@@ -112,6 +115,7 @@ def _recurrent_layer(cell, units, *, return_sequences, recurrent_dropout, l2, bi
             units,
             return_sequences=return_sequences,
             recurrent_dropout=recurrent_dropout,
+            stateful=stateful,
             name=name,
             **penalty,
         )
@@ -172,6 +176,7 @@ def recurrent_model(
     kernel_size: int = 5,
     attention_size: int = 64,
     preprocessing: dict | None = None,
+    stateful_batch: int | None = None,
     name: str = "recurrent",
 ):
     """The family builder behind every registered model.
@@ -199,6 +204,9 @@ def recurrent_model(
         preprocessing: what the model does to its raw input first (`zoo.tasks.Task`'s
             preprocessing): `mean` and `std` a feature (a `Normalization` layer) and
             `frame_steps` (a `Reshape` joining that many steps into one). Defaults to `None`.
+        stateful_batch: rows of every batch, for a task of continuous streams side by side
+            (`Task.stateful_batch`): the recurrent layers keep each row's state from batch to
+            batch. Only a forward recurrent stack can. Defaults to `None`.
         name: the model's name. Defaults to `"recurrent"`.
 
     Returns:
@@ -249,12 +257,23 @@ def recurrent_model(
         "conv_layers must be an integer >= 0",
         conv_layers=conv_layers,
     )
+    forward_stack = not bidirectional and not conv_layers and pooling == "last"
+    _check(
+        stateful_batch is None or (_positive_int(stateful_batch) and forward_stack),
+        "a stateful model carries state forward through a recurrent stack: not bidirectional, "
+        "no conv front-end, no attention or average pooling",
+        stateful_batch=stateful_batch,
+        bidirectional=bidirectional,
+        conv_layers=conv_layers,
+        pooling=pooling,
+    )
     import keras
 
     from zoo.layers import AttentionPooling
 
     per_step = output_kind.startswith("sequence")
-    inputs = keras.Input(shape=(None, input_shape[1]), name="inputs")
+    shape = {"batch_shape": (stateful_batch, None, input_shape[1])} if stateful_batch else {}
+    inputs = keras.Input(**(shape or {"shape": (None, input_shape[1])}), name="inputs")
     x = _preprocessing_layers(inputs, input_shape, preprocessing or {})
     for i in range(1, conv_layers + 1):
         # causal padding: an output at step t never sees inputs after t
@@ -270,6 +289,7 @@ def recurrent_model(
             recurrent_dropout=recurrent_dropout,
             l2=l2,
             bidirectional=bidirectional,
+            stateful=bool(stateful_batch),
             name=f"{cell}_{i}",
         )
         h = layer(x)
@@ -308,6 +328,7 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
         *,
         output_kind="classification",
         preprocessing=None,
+        stateful_batch=None,
         name=name,
         **hp,
     ):
@@ -323,6 +344,7 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
             **{**defaults, **hp},
             output_kind=output_kind,
             preprocessing=preprocessing,
+            stateful_batch=stateful_batch,
             name=name,
         )
 
@@ -334,6 +356,7 @@ def variant(name: str, doc: str, *, extra: Sequence[str] = (), **settings) -> No
             inspect.Parameter("output_kind", keyword, default="classification"),
             *(inspect.Parameter(k, keyword, default=v) for k, v in defaults.items()),
             inspect.Parameter("preprocessing", keyword, default=None),
+            inspect.Parameter("stateful_batch", keyword, default=None),
             inspect.Parameter("name", keyword, default=name),
         ]
     )

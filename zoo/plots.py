@@ -107,8 +107,9 @@ def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
         )
         return
     x, y, _ = task.split("test")
-    sample = slice(0, min(len(x), 512))
-    y_pred = predict(model, x[sample])
+    rows = min(len(x), 512)
+    sample = slice(0, rows - rows % (task.stateful_batch or 1))  # whole batches if stateful
+    y_pred = predict(model, x[sample], stateful_batch=task.stateful_batch)
     if task.output_kind == "sequence_classification":
         step = task.info.get("echo_step", 0)
         echo_bars(

@@ -7,8 +7,14 @@ import numpy as np
 from zoo.tasks.base import Task
 
 
-def predict(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Predictions in large batches (inference needs no small batches)."""
+def predict(model, x: np.ndarray, batch_size: int = 1024, stateful_batch: int | None = None):
+    """Predictions in large batches (inference needs no small batches); a stateful model's in
+    its own batches, in order, from zero state."""
+    if stateful_batch:
+        from zoo.fit import reset_states
+
+        reset_states(model)
+        batch_size = stateful_batch
     return model.predict(x, batch_size=batch_size, verbose=0)
 
 
@@ -18,7 +24,7 @@ def score(model, task: Task, split: str = "test") -> dict:
     from sklearn.metrics import classification_report, confusion_matrix
 
     x, y, w = task.split(split)
-    y_pred = predict(model, x)
+    y_pred = predict(model, x, stateful_batch=task.stateful_batch)
     result = {"split": split, "samples": int(len(x))}
     keep = np.ones(y.shape, dtype=bool) if w is None else w > 0
     result["targets"] = int(keep.sum())

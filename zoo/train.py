@@ -229,6 +229,15 @@ def prepare(config: dict):
         note = small_data_note(task, chosen)
         if note:
             print(note)
+    if task.stateful_batch and config["ensemble"] > 1:
+        raise ValueError("--ensemble averages stateless models; drop it for a stateful task")
+    if task.stateful_batch:  # the task's streams fix the batch
+        if config.get("batch_size", task.stateful_batch) != task.stateful_batch:
+            raise ValueError(
+                f"a stateful task trains in batches of its {task.stateful_batch} streams; "
+                "drop --batch-size or set the task option streams"
+            )
+        chosen["batch_size"] = task.stateful_batch
     for key, value in chosen.items():
         config.setdefault(key, value)
     if task.learning_rate is not None:

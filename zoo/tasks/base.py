@@ -40,6 +40,10 @@ class Task:
     layers (so a saved model takes the data as it comes): `mean` and `std` a channel
     (standardisation, fitted on the training split) and `frame_steps` (consecutive steps joined
     into one); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
+    `stateful_batch` marks a task whose windows come as that many continuous streams side by side
+    (window k of every stream, then window k+1): the model keeps each row's state from one batch
+    to the next (truncated backpropagation through time), so it trains and predicts in batches of
+    exactly that many windows, in order.
     """
 
     name: str
@@ -62,6 +66,7 @@ class Task:
     causal: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] | None = None
+    stateful_batch: int | None = None
 
     def __post_init__(self):
         if self.output_kind not in OUTPUT_KINDS:

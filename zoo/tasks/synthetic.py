@@ -16,13 +16,25 @@ def _chronological(n: int, val_fraction: float, test_fraction: float) -> tuple[s
 
 @register_task(epochs=10, batch_size=32)
 def echo(
-    *, series_length: int = 50_000, window: int = 15, echo_step: int = 3, seed: int = 0
+    *,
+    series_length: int = 50_000,
+    window: int = 15,
+    echo_step: int = 3,
+    stateful: bool = False,
+    streams: int = 32,
+    seed: int = 0,
 ) -> Task:
     """Echo-RNN: a random bit stream; the target is the input `echo_step` steps earlier.
 
     The stream is cut into consecutive windows (80/10/10 in time order). Within a window the
     first `echo_step` targets depend on the previous window, so they carry weight 0: loss and
     accuracy count only the steps that can be known (t >= echo_step).
+
+    `stateful` is the tutorial's truncated backpropagation through time: each split is cut into
+    `streams` continuous pieces side by side, a batch holds the next window of every piece, and
+    the model carries each row's state from batch to batch (reset at each epoch). Then only the
+    first `echo_step` steps of each piece are unknowable; every other step counts, the first
+    steps of each window included.
     """
     check_positive(series_length=series_length, window=window, echo_step=echo_step)
     if echo_step >= window:
@@ -32,6 +44,9 @@ def echo(
     rng = np.random.default_rng(seed)
     stream = rng.integers(0, 2, size=series_length)
     target = np.concatenate([np.zeros(echo_step, dtype=stream.dtype), stream[:-echo_step]])
+    info = {"echo_step": echo_step, "window": window, "series_length": series_length}
+    if stateful:
+        return _stateful_echo(stream, target, window, echo_step, streams, info)
     n = series_length // window
     x = stream[: n * window].reshape(n, window, 1).astype(np.float32)
     y = target[: n * window].reshape(n, window).astype(np.int32)
@@ -52,7 +67,44 @@ def echo(
         output_kind="sequence_classification",
         num_outputs=2,
         class_names=("0", "1"),
-        info={"echo_step": echo_step, "window": window, "series_length": series_length},
+        info=info,
+    )
+
+
+def _side_by_side(values: np.ndarray, streams: int, window: int, dtype) -> np.ndarray:
+    """`streams` equal pieces of `values` cut into windows: window k of every piece, then k+1."""
+    rows = values.reshape(streams, -1, window)
+    return rows.transpose(1, 0, 2).reshape(-1, window).astype(dtype)
+
+
+def _stateful_echo(stream, target, window: int, echo_step: int, streams: int, info) -> Task:
+    """The echo task as `streams` continuous pieces of each split, side by side (see `echo`)."""
+    check_positive(streams=streams)
+    splits = {}
+    bounds = np.cumsum([0, *(int(len(stream) * f) for f in (0.8, 0.1, 0.1))])
+    for name, start, stop in zip(("train", "val", "test"), bounds[:-1], bounds[1:], strict=True):
+        per = (stop - start) // streams // window * window  # steps of each piece
+        if per < 2 * window:
+            raise ValueError(
+                f"series_length={len(stream)} is too short for {streams} streams of windows of "
+                f"{window} in the {name} split; lower streams or raise series_length"
+            )
+        pieces = slice(start, start + per * streams)
+        weights = np.ones((streams, per), dtype=np.float32)
+        weights[:, :echo_step] = 0.0  # a piece's first steps echo the piece before it
+        splits |= {
+            f"x_{name}": _side_by_side(stream[pieces], streams, window, np.float32)[..., None],
+            f"y_{name}": _side_by_side(target[pieces], streams, window, np.int32),
+            f"w_{name}": _side_by_side(weights, streams, window, np.float32),
+        }
+    return Task(
+        name="echo",
+        **splits,
+        output_kind="sequence_classification",
+        num_outputs=2,
+        class_names=("0", "1"),
+        stateful_batch=streams,
+        info={**info, "stateful": True, "streams": streams},
     )
 
 
