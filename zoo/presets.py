@@ -73,3 +73,9 @@ def har_rnn() -> dict:
 def har_gru() -> dict:
     """GRU on UCI HAR with har_lstm's settings (frames of 4, dropouts 0.3)."""
     return _har_recipe("gru")
+
+
+@PRESETS.register
+def echo_lstm_stateful() -> dict:
+    """LSTM on echo with truncated BPTT (stateful streams), up to 40 epochs: every step counts."""
+    return {"task": "echo", "model": "lstm", "task_options": {"stateful": True}, "epochs": 40}
