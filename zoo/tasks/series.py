@@ -148,8 +148,6 @@ def series(
         y_test=yte,
         output_kind="regression",
         num_outputs=horizon * len(targets),
-        epochs=30,
-        batch_size=64,
         info={
             "source": str(data),
             "steps": steps,
