@@ -86,7 +86,7 @@ def _time_stats(z: np.ndarray, quiet: np.ndarray) -> np.ndarray:
     median = _quantile(ordered, 0.5)
     stats = [
         mean,
-        np.sqrt((centred**2).mean(axis=-1)),
+        np.where(quiet, 0.0, np.sqrt((centred**2).mean(axis=-1))),  # not rounding noise
         _quantile(np.sort(np.abs(z - median[..., None]), axis=-1), 0.5),
         ordered[..., -1],
         ordered[..., 0],
