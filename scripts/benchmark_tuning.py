@@ -18,6 +18,7 @@ in DIR on the npz set. Every run is its own process; logs and run folders are ke
     python scripts/benchmark_tuning.py --mode overhead --out /tmp/bench/overhead-new
     PYTHONPATH=/tmp/wt-before python scripts/benchmark_tuning.py --mode overhead --out DIR
     python scripts/benchmark_tuning.py --mode small --har-data ../shared/data/uci_har_dataset.zip
+    python scripts/benchmark_tuning.py --mode small --resume --time-budget 30m   # more trials
 
 Both modes print Markdown tables and write them, with the raw figures as JSON, to --out.
 """
@@ -67,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--search-models", default="lstm,gru", help="--models of the searches")
     s.add_argument("--time-budget", default="10m", help="--time-budget of each search")
     s.add_argument("--before", help="older checkout whose defaults run on the npz set too")
+    s.add_argument("--resume", action="store_true", help="keep finished runs in --out and "
+                   "resume the searches (with a new --time-budget) instead of starting afresh")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -277,9 +280,12 @@ def run(cmd: list[str], log: Path, code: Path) -> tuple[float, int, str]:
     return seconds, result.returncode, result.stdout + result.stderr
 
 
-def train_run(name: str, cmd: list[str], out: Path, code: Path) -> dict:
-    """`zoo.train` with `cmd` into out/name; test accuracy and what the defaults chose."""
+def train_run(name: str, cmd: list[str], out: Path, code: Path, resume: bool = False) -> dict:
+    """`zoo.train` with `cmd` into out/name; test accuracy and what the defaults chose. With
+    `resume`, a run that finished before (its row.json) is read, not run again."""
     folder = out / name
+    if resume and (folder / "row.json").exists():
+        return json.loads((folder / "row.json").read_text())
     seconds, status, text = run([*cmd, "--out", str(folder)], out / "logs" / f"{name}.log", code)
     row = {"run": name, "wall_s": seconds, "exit_status": status}
     note = [line for line in text.splitlines() if line.startswith("Small training split")]
@@ -291,6 +297,7 @@ def train_run(name: str, cmd: list[str], out: Path, code: Path) -> dict:
                 "val_accuracy": metrics.get("val", {}).get("accuracy")}  # fmt: skip
         config = json.loads((folder / "config.json").read_text())["hyperparameters"]
         row |= {k: config.get(k) for k in ("batch_size", "epochs", "patience")}
+        (folder / "row.json").write_text(json.dumps(row, indent=2) + "\n")
     else:
         row["error"] = text.strip().splitlines()[-1] if text.strip() else ""
     return row
@@ -318,7 +325,7 @@ def small(args) -> int:
         row = {"set": name, **facts, "load_average_before": load_average()}
         for model in ("lstm", "gru"):
             r = train_run(f"{name}-{model}-defaults", ["-m", "zoo.train", task, model, *options],
-                          out, ROOT)  # fmt: skip
+                          out, ROOT, args.resume)  # fmt: skip
             runs.append(r)
             row[f"{model}_test"] = r.get("test_accuracy")
             row[f"{model}_wall_s"] = r["wall_s"]
@@ -327,9 +334,14 @@ def small(args) -> int:
         cmd = ["-m", "tuning.search", task, *options, "--models", args.search_models,
                "--max-trials", str(args.max_trials), "--time-budget", args.time_budget,
                "--seed", str(args.seed), "--dir", str(project.parent), "--project", name,
-               "--overwrite", "--quiet"]  # fmt: skip
-        seconds, status, text = run(cmd, out / "logs" / f"{name}-search.log", ROOT)
-        row |= {"search_wall_s": seconds, "search_exit_status": status}
+               "--quiet", *([] if args.resume else ["--overwrite"])]  # fmt: skip
+        walls_file = out / "logs" / f"{name}-search-walls.json"
+        walls = json.loads(walls_file.read_text()) if args.resume and walls_file.exists() else []
+        seconds, status, text = run(cmd, out / "logs" / f"{name}-search-{len(walls)}.log", ROOT)
+        walls.append(seconds)
+        walls_file.write_text(json.dumps(walls) + "\n")
+        row |= {"search_wall_s": sum(walls), "search_runs": len(walls),
+                "search_exit_status": status}  # fmt: skip
         if (project / "best_metrics.json").exists():
             best = json.loads((project / "best_metrics.json").read_text())
             settings = json.loads((project / "search.json").read_text())["settings"]
@@ -339,8 +351,9 @@ def small(args) -> int:
                     "trials": len(statuses), "search_best_val": best.get("val_accuracy"),
                     "search_best_model_test": best.get("accuracy"),
                     "best_hparams": best.get("hyperparameters")}  # fmt: skip
-            r = train_run(f"{name}-replay", ["-m", "zoo.train", task, "--hparams",
-                          str(project / "best_hparams.json")], out, ROOT)  # fmt: skip
+            replay = f"{name}-replay-trial{best.get('trial_id')}"
+            r = train_run(replay, ["-m", "zoo.train", task, "--hparams",
+                          str(project / "best_hparams.json")], out, ROOT, args.resume)  # fmt: skip
             runs.append(r)
             row |= {"replay_test": r.get("test_accuracy"), "replay_wall_s": r["wall_s"]}
         else:
@@ -349,14 +362,14 @@ def small(args) -> int:
             before = Path(args.before).resolve()
             for model in ("lstm", "gru"):
                 r = train_run(f"{name}-{model}-before", ["-m", "zoo.train", task, model, *options],
-                              out, before)  # fmt: skip
+                              out, before, args.resume)  # fmt: skip
                 r["code"] = f"{before} ({commit_of(before)})"
                 runs.append(r)
                 row[f"before_{model}_test"] = r.get("test_accuracy")
         row["load_average_after"] = load_average()
         rows.append(row)
     columns = ["set", "chose", "lstm_test", "gru_test", "lstm_wall_s", "gru_wall_s", "cv_folds",
-               "trials_completed", "trials", "search_best_val", "search_best_model_test",
+               "trials_completed", "trials", "search_runs", "search_best_val", "search_best_model_test",
                "replay_test", "search_wall_s", "replay_wall_s", "before_lstm_test",
                "before_gru_test", "load_average_before", "load_average_after"]  # fmt: skip
     run_columns = ["run", "exit_status", "batch_size", "epochs", "patience", "epochs_run",
