@@ -96,6 +96,21 @@ def test_every_model_exports_to_tflite_or_is_refused_in_one_line(name, tmp_path)
     np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "saved_model", "onnx"])
+def test_a_model_that_standardises_and_frames_its_raw_input_exports(fmt, tmp_path):
+    """The preprocessing layers a task puts in front of the model convert to every format."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    preprocessing = {"mean": [0.1, -2.0, 3.0], "std": [1.5, 0.2, 4.0], "frame_steps": 2}
+    model = create_model("gru", (6, 3), 2, units=4, preprocessing=preprocessing)
+    x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype("float32") * 3
+    path = tmp_path / ("model" if fmt == "saved_model" else f"model.{fmt}")
+    convert_model(model, fmt, path, (6, 3))
+    got = open_runtime(fmt, path).predict(x)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+
+
 def corrupt_run(run: Path) -> None:
     (run / "model.keras").write_bytes(b"not a keras zip")
 

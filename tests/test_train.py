@@ -109,7 +109,7 @@ def test_saved_model_takes_raw_windows_and_reproduces_the_metrics(tmp_path):
     out, metrics, _ = har_fixture_run(tmp_path, "--task-option", "frame_steps=4")
     model = keras.models.load_model(out / "model.keras")
     assert model.input_shape == (None, None, 9)
-    assert {"normalization", "framing"} <= {layer.name for layer in model.layers}
+    assert {"standardization", "framing"} <= {layer.name for layer in model.layers}
     raw = SMALL_ARRAYS["x_test"]
     labels = model.predict(raw, verbose=0).argmax(axis=-1)
     assert int((labels != SMALL_ARRAYS["y_test"]).sum()) == metrics["errors"]

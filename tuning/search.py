@@ -314,9 +314,9 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     model = best_model(tuner, hypermodel, best, epochs)
     save_model(model, project_dir / "best_model.keras")
     metrics = score(model, task, "test")
-    val = score(model, task, "val")
-    val.pop("report", None)
-    metrics |= {"trial_id": best.trial_id, objective: best.score, "val": val}
+    metrics |= {"trial_id": best.trial_id, objective: best.score}
+    if args.cv == 1:  # a cross-validated model trained on most of the validation split
+        metrics["val"] = {k: v for k, v in score(model, task, "val").items() if k != "report"}
     metrics |= {"parameters": model.count_params(), "hyperparameters": config}
     write_json(project_dir / "best_metrics.json", metrics)
     print(f"Project folder: {project_dir}")

@@ -129,11 +129,10 @@ def _preprocessing_layers(inputs, input_shape, preprocessing: dict):
     import keras
 
     x = inputs
-    if "mean" in preprocessing:
-        std = [float(s) for s in preprocessing["std"]]
-        x = keras.layers.Normalization(
-            mean=preprocessing["mean"], variance=[s * s for s in std], name="normalization"
-        )(x)
+    if "mean" in preprocessing:  # (x - mean) / std, as x * scale + offset: exports everywhere
+        pairs = zip(preprocessing["mean"], preprocessing["std"], strict=True)
+        scale, offset = zip(*((1.0 / s, -m / s) for m, s in pairs), strict=True)
+        x = keras.layers.Rescaling(list(scale), list(offset), name="standardization")(x)
     frame = preprocessing.get("frame_steps", 1)
     _check(
         _positive_int(frame) and (input_shape[0] is None or input_shape[0] % frame == 0),
@@ -202,7 +201,8 @@ def recurrent_model(
         kernel_size: Conv1D kernel size. Defaults to `5`.
         attention_size: width of the attention scorer. Defaults to `64`.
         preprocessing: what the model does to its raw input first (`zoo.tasks.Task`'s
-            preprocessing): `mean` and `std` a feature (a `Normalization` layer) and
+            preprocessing): `mean` and `std` a feature (a `Rescaling` layer, which
+            unlike `Normalization` converts to ONNX) and
             `frame_steps` (a `Reshape` joining that many steps into one). Defaults to `None`.
         stateful_batch: rows of every batch, for a task of continuous streams side by side
             (`Task.stateful_batch`): the recurrent layers keep each row's state from batch to

@@ -158,7 +158,7 @@ def npz(
     X_val/y_val, `val_fraction` of the training windows (at least 10, at most a quarter of them)
     are held out at random with `seed`.
     The model standardises its inputs per feature with statistics from the training split only
-    (a Normalization layer, so the saved model takes raw windows).
+    (a Rescaling layer, so the saved model takes raw windows).
     """
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
@@ -214,7 +214,7 @@ def npz(
         dtype = np.int32 if kind.endswith("classification") else np.float32
         arrays[f"y_{split}"] = arrays[f"y_{split}"].astype(dtype)
     preprocessing = None
-    if standardize_inputs:  # by the model (a Normalization layer), so it takes raw windows
+    if standardize_inputs:  # by the model (a Rescaling layer), so it takes raw windows
         preprocessing = channel_statistics(arrays["x_train"])
         info.update(**preprocessing, preprocessing="model")
     return Task(
