@@ -1,0 +1,174 @@
+"""Tuning, resumed and distributed: a search killed at any moment resumes and runs every trial
+once; a chief and workers on 127.0.0.1 share a search, and a dead worker's trial is retried.
+
+Real searches on a tiny task, no mocks (helpers from test_tuning)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_tuning import (  # noqa: F401  (_local: the autouse fixture, here too)
+    FAST,
+    ROOT,
+    TINY,
+    _local,
+    assert_no_trial_ran_twice,
+    command,
+    free_port,
+    oracle_state,
+    poll_oracle,
+    read_csv,
+)
+
+from tuning import distributed, report
+from tuning import search as search_cli
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+    args = ["count_ones", *TINY, "--max-trials", "2", *FAST, "--dir", str(tmp_path)]
+    project = tmp_path / "count_ones-random"
+    proc = subprocess.Popen(command(*args), cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:  # no deadline: however slow the machine, the search stops by itself
+        while proc.poll() is None and not poll_oracle(project).get("end_order"):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = oracle_state(project)["end_order"]
+    assert len(done) == 1
+    saved = {t: (project / f"trial_{t}" / "trial.json").read_text() for t in done}
+    live = read_csv(project / "trials.csv")  # written after each trial, before any report
+    assert [r["status"] for r in live if r["trial_id"] in done] == ["COMPLETED"]
+    assert report.main([str(project)]) == 0  # the report reads an unfinished search too
+    statuses = [r["status"] for r in read_csv(project / "trials.csv")]
+    assert statuses.count("COMPLETED") == len(done) and set(statuses) <= {"COMPLETED", "RUNNING"}
+
+    with pytest.raises(SystemExit):  # other settings: refused, not mixed in
+        search_cli.main([*args, "--fix", "optimizer=sgd"])
+    assert "holds a search started with other settings" in capsys.readouterr().err
+    assert search_cli.main(args) == 0
+    state = assert_no_trial_ran_twice(project, 2)
+    for trial_id, text in saved.items():
+        assert (project / f"trial_{trial_id}" / "trial.json").read_text() == text
+        assert state["run_times"][trial_id] == 1
+
+
+def finished_search(tmp_path, trials: int) -> tuple[list[str], Path]:
+    """The arguments and project folder of a finished `trials`-trial search."""
+    args = ["count_ones", *TINY, "--max-trials", str(trials), *FAST, "--dir", str(tmp_path)]
+    assert search_cli.main(args) == 0
+    return args, tmp_path / "count_ones-random"
+
+
+def test_kill_between_a_new_trials_file_and_oracle_json_runs_that_trial(tmp_path):
+    """keras-tuner writes trial_N/trial.json before oracle.json: a kill between the two
+    leaves a RUNNING trial that oracle.json does not know. On resume it runs, once."""
+    args, project = finished_search(tmp_path, 1)
+    orphan = json.loads((project / "trial_0" / "trial.json").read_text())
+    orphan |= {"trial_id": "1", "status": "RUNNING", "score": None, "best_step": 0}
+    orphan["metrics"] = {"metrics": {}}
+    (project / "trial_1").mkdir()
+    (project / "trial_1" / "trial.json").write_text(json.dumps(orphan))
+    args[args.index("--max-trials") + 1] = "2"
+    assert search_cli.main(args) == 0
+    state = assert_no_trial_ran_twice(project, 2)
+    assert state["run_times"]["1"] == 1
+
+
+def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(tmp_path):
+    """A kill after a trial's end reached trial.json, before oracle.json: not run again."""
+    args, project = finished_search(tmp_path, 2)
+    finished_file = (project / "trial_1" / "trial.json").read_text()
+    state = oracle_state(project)
+    state["end_order"].remove("1")
+    state["ongoing_trials"] = {"tuner0": "1"}
+    (project / "oracle.json").write_text(json.dumps(state))
+    assert search_cli.main(args) == 0
+    assert_no_trial_ran_twice(project, 2)
+    assert (project / "trial_1" / "trial.json").read_text() == finished_file
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@pytest.mark.slow
+def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
+    args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
+    launcher = [sys.executable, str(ROOT / "scripts" / "tune_distributed.py"), "--workers", "2"]
+    done = subprocess.run(
+        [*launcher, "--", *args], cwd=ROOT, capture_output=True, text=True, timeout=1200
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    for worker in ("tuner0", "tuner1"):  # both took part, and were told the search was over
+        assert f"[{worker}] Worker {worker}: the chief ended the search" in done.stdout
+    assert "[chief] 3 of 3 trials completed" in done.stdout
+    project = tmp_path / "count_ones-random"
+    state = assert_no_trial_ran_twice(project, 3)
+    assert set(state["run_times"].values()) == {1}
+    assert state["ongoing_trials"] == {}  # no finished trial left listed as running
+    best = json.loads((project / "best_hparams.json").read_text())
+    assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
+    assert (project / "best_model.keras").exists()
+
+
+@pytest.mark.slow
+def test_dead_worker_trial_is_retried_and_the_search_ends(tmp_path):
+    """A worker killed mid-trial: the chief reaps it after --worker-timeout, the other worker
+    runs its trial again, and the search finishes. The workers find the chief through
+    keras-tuner's own environment variables."""
+    project = tmp_path / "count_ones-random"
+    port = free_port()
+    args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
+    args += ["--epochs", "3"]  # longer trials, to be killed in the middle of one
+    out = tmp_path / "chief.log"
+    with open(out, "w") as log:
+        chief = subprocess.Popen(
+            command(*args, "--chief", f"127.0.0.1:{port}", "--worker-timeout", "10"),
+            cwd=ROOT, stdout=log, stderr=log,
+        )  # fmt: skip
+    workers = {}
+    for name in ("tuner0", "tuner1"):
+        env = {distributed.IP: "127.0.0.1", distributed.PORT: str(port), distributed.TUNER_ID: name}
+        workers[name] = subprocess.Popen(
+            command(*args), cwd=ROOT, env=os.environ | env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        running = {}  # no deadline: wait for a running trial however slow the machine
+        while not running and all(p.poll() is None for p in [chief, *workers.values()]):
+            time.sleep(0.1)
+            running = poll_oracle(project).get("ongoing_trials")
+        assert running, out.read_text()[-3000:]
+        victim, trial_id = next(iter(running.items()))
+        workers[victim].send_signal(signal.SIGKILL)
+        # generous safety nets against a hang, not timings: the search itself takes seconds
+        assert chief.wait(timeout=1200) == 0, out.read_text()[-3000:]
+        survivor = next(p for name, p in workers.items() if name != victim)
+        assert survivor.wait(timeout=600) == 0
+    finally:
+        for proc in [chief, *workers.values()]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = out.read_text()
+    assert f"worker {victim} stopped reporting for 10 s: trial {trial_id} is INVALID" in log
+    state = assert_no_trial_ran_twice(project, 3)
+    assert state["run_times"][trial_id] == 2  # killed once, then run by the other worker
+
+
+def test_configure_sets_keras_tuner_variables():
+    assert distributed.configure() == "local"
+    assert distributed.configure("127.0.0.1:8000") == "chief"
+    assert os.environ[distributed.TUNER_ID] == "chief"
+    assert distributed.configure("10.0.0.2:8000", "tuner3") == "worker"
+    assert (os.environ[distributed.IP], os.environ[distributed.PORT]) == ("10.0.0.2", "8000")
+    assert distributed.configure() == "worker"  # the variables alone keep working
