@@ -127,7 +127,8 @@ def check_fused(x: np.ndarray) -> dict:
 ECHO = ["--epochs", "1", "--task-option", "series_length=600", "--quiet"]
 TRAIN = ["echo", "gru", "--units", "8", *ECHO]
 # single-layer models: a JAX compile costs seconds a layer
-SEARCH = ["echo", "--max-trials", "2", "--models", "gru,rnn,lstm", "--fix", "depth=1", *ECHO]
+SEARCH = ["echo", "--max-trials", "2", "--models", "gru,rnn,lstm", "--fix", "depth=1", "--cv", "1"]
+SEARCH += ECHO
 
 
 def check_cli(out: Path) -> dict:

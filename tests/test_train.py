@@ -342,7 +342,7 @@ def test_help_names_the_environment_and_the_pairs_own_defaults(capsys):
 
 def test_list_shows_each_tasks_options_and_training_defaults():
     text = train.list_everything()
-    assert "options: series_length=50000, window=15, echo_step=3, seed=0" in text
+    assert "options: series_length=50000, window=15, echo_step=3, stateful=False" in text
     assert "frame_steps=1" in text and "per_subject=False" in text
     assert "training: epochs=200, batch_size=64, learning_rate=0.01, patience=40" in text
     assert "units=64, depth=2, dropout=0.0" in text  # stacked_lstm's hyperparameters

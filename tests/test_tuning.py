@@ -353,11 +353,11 @@ def test_folds_cover_the_pooled_splits_once_each():
 def test_small_training_split_is_cross_validated_by_default(tmp_path):
     no_cv = " ".join(FAST).replace("--cv 1 ", "").split()
     args = ["count_ones", *TINY, "--max-trials", "1", *no_cv, "--dir", str(tmp_path)]
-    assert search_cli.main(args) == 0
-    project = tmp_path / "count_ones-random"
-    assert json.loads((project / "search.json").read_text())["settings"]["cv"] == 5
-    row = read_csv(project / "trials.csv")[0]
-    assert row["status"] == "COMPLETED" and row["objective_std"] != ""
+    for extra, folds in (([], 5), (["--cv", "3"], 3), (["--cv", "1"], 0)):
+        parsed = search_cli.build_parser().parse_args([*args, *extra, "--overwrite"])
+        _, task, hypermodel, tuner, _ = search_cli.prepare(parsed)
+        assert len(task.x_train) < search_cli.CV_BELOW
+        assert len(hypermodel.folds) == folds and tuner.executions_per_trial == max(folds, 1)
 
 
 def test_keras_tuner_condition_prints_are_held_back(capsys):
