@@ -179,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", help="the project folder: DIR/PROJECT of python -m tuning.search")
     args = parser.parse_args(argv)
+    from zoo import backend
+
+    try:  # the trials name models through the registry, which imports Keras: quietly
+        backend.load()
+    except backend.BackendError as err:
+        parser.error(str(err))
     project_dir = Path(args.dir)
     if not any(project_dir.glob("trial_*/trial.json")):
         parser.error(f"{project_dir} holds no keras-tuner trials (trial_*/trial.json)")
