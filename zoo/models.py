@@ -40,10 +40,18 @@ def create_model(name: str, input_shape: Sequence[int | None], num_outputs: int,
     return MODELS.get(name)(tuple(input_shape), num_outputs, **kwargs)
 
 
-def model_hyperparameters(name: str) -> list[str]:
-    """The hyperparameters model `name` takes (`python -m zoo.train` flags, the tuner's names)."""
+def model_defaults(name: str) -> dict:
+    """The hyperparameters model `name` takes (`python -m zoo.train` flags, the tuner's names),
+    with their defaults."""
     params = inspect.signature(MODELS.get(name)).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in NOT_TUNED]
+    return {
+        p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in NOT_TUNED
+    }
+
+
+def model_hyperparameters(name: str) -> list[str]:
+    """The names of the hyperparameters model `name` takes."""
+    return list(model_defaults(name))
 
 
 def looks_ahead(name: str) -> bool:

@@ -33,18 +33,14 @@ def own_defaults(task: str | None, model: str | None) -> dict:
     """The values `python -m zoo.train TASK MODEL` trains with when a flag is left out (the
     preset TASK_MODEL, the task's training defaults, the model's hyperparameters), or {} when
     TASK and MODEL are not both known."""
-    from zoo.models import MODELS, model_hyperparameters
+    from zoo.models import MODELS, model_defaults
     from zoo.presets import default_preset, get_preset
     from zoo.tasks import TASKS
     from zoo.tasks.base import training_defaults
 
     if task not in TASKS or model not in MODELS:
         return {}
-    import inspect
-
-    params = inspect.signature(MODELS.get(model)).parameters
-    values = {k: params[k].default for k in model_hyperparameters(model)}
-    values |= training_defaults(task) | DEFAULTS
+    values = model_defaults(model) | training_defaults(task) | DEFAULTS
     preset = default_preset(task, model)
     return values | (get_preset(preset) if preset else {})
 
@@ -172,9 +168,7 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
 
 def list_everything() -> str:
     """Models (with their hyperparameters), tasks (options and training defaults) and presets."""
-    import inspect
-
-    from zoo.models import MODELS, model_hyperparameters
+    from zoo.models import MODELS, model_defaults
     from zoo.presets import PRESETS
     from zoo.tasks import TASKS, task_options
     from zoo.tasks.base import training_defaults
@@ -186,9 +180,8 @@ def list_everything() -> str:
     pad = " " * (width + 2)
     lines = ["Models (hyperparameters with their defaults):"]
     for name in MODELS.list():
-        params = inspect.signature(MODELS.get(name)).parameters
         lines.append(f"  {name:<{width}}{MODELS.describe(name)}")
-        lines.append(pad + shown({k: params[k].default for k in model_hyperparameters(name)}))
+        lines.append(pad + shown(model_defaults(name)))
     lines += [
         f"Tasks (--task-option KEY=VALUE; training defaults, which flags override and which "
         f"adapt to the size of a training split under {SMALL_DATA} windows):"
