@@ -422,3 +422,18 @@ def test_stateful_refuses_models_that_cannot_carry_state(model, message, tmp_pat
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_npz_model_takes_the_users_raw_windows(tmp_path):
+    """The user's own windows, far from zero mean: the saved model standardises them itself."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=[50.0, -3.0], scale=[10.0, 0.1], size=(60, 12, 2)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 50).astype("int64")
+    data = tmp_path / "mine.npz"
+    np.savez(data, X_train=x[:48], y_train=y[:48], X_test=x[48:], y_test=y[48:])
+    out = tmp_path / "run"
+    metrics = run(["npz", "gru", "--data", str(data), "--units", "4", "--epochs", "2"], out)
+    model = keras.models.load_model(out / "model.keras")
+    labels = model.predict(x[48:], verbose=0).argmax(axis=-1)  # the file's raw test windows
+    assert int((labels != y[48:]).sum()) == metrics["errors"]
+    assert "standardization" in {layer.name for layer in model.layers}
