@@ -234,8 +234,7 @@ def standardize(x_train: np.ndarray, *others: np.ndarray):
 
     Returns the standardised arrays (train first) and the `(mean, std)` lists that were used.
     """
-    mean = x_train.mean(axis=(0, 1), dtype=np.float64)
-    std = x_train.std(axis=(0, 1), dtype=np.float64)
-    std[std == 0] = 1.0
+    stats = channel_statistics(x_train)
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     scaled = [((x - mean) / std).astype(np.float32) for x in (x_train, *others)]
-    return scaled, (mean.tolist(), std.tolist())
+    return scaled, (stats["mean"], stats["std"])
