@@ -305,6 +305,7 @@ def npz(
     preprocessing = {"mask": True} if variable else None
     if standardize_inputs:  # by the model (a Rescaling layer), so it takes raw windows
         preprocessing = {**channel_statistics(arrays["x_train"]), **(preprocessing or {})}
+    if preprocessing:
         info.update(**preprocessing, preprocessing="model")
     return Task(
         name="npz",
