@@ -171,7 +171,7 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
     Returns the splits that are variable-length."""
     lengths = {key[: -len("_lengths")]: arrays.pop(key) for key in list(arrays)
                if key.endswith("_lengths")}  # fmt: skip
-    unknown = set(lengths) - {"x_train", "x_val", "x_test"}
+    unknown = {key for key in lengths if key not in {"x_train", "x_val", "x_test"} & set(arrays)}
     if unknown:
         raise DataError(f"{kind}: {sorted(unknown)[0].replace('x_', 'X_')}_lengths has no X array")
     variable = set()
