@@ -230,3 +230,13 @@ def test_padding_after_the_length_may_hold_anything(tmp_path, capsys):
                     "--out", str(tmp_path / "run")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "carries the mask" in err and not (tmp_path / "run").exists()
+
+
+def test_xla_auto_stays_off_for_variable_length():
+    """Batches by length come in many shapes: XLA would compile once for each."""
+    from zoo.fit import use_xla
+
+    masked = create_model("lstm", (None, 2), 3, units=4, preprocessing=PRE)
+    plain = create_model("lstm", (None, 2), 3, units=4)
+    assert use_xla(masked, "auto", 10**9) is not True
+    assert use_xla(plain, "auto", 10**9) in (True, "auto")  # "auto": not TensorFlow on CPU

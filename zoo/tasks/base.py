@@ -39,7 +39,8 @@ class Task:
     `preprocessing` is what the model does to the raw inputs before its first layer, as Keras
     layers (so a saved model takes the data as it comes): `mean` and `std` a channel
     (standardisation, fitted on the training split) and `frame_steps` (consecutive steps joined
-    into one); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
+    into one), and `mask` (variable length: all-NaN steps are padding, which the model masks;
+    `pad_ragged`); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
     `stateful_batch` marks a task whose windows come as that many continuous streams side by side
     (window k of every stream, then window k+1): the model keeps each row's state from one batch
     to the next (truncated backpropagation through time), so it trains and predicts in batches of
