@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from zoo import runs
+from zoo.buckets import LengthBatches
 from zoo.config import JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS, model_settings
 from zoo.fused import fused_path_available
 from zoo.scoring import headline, headline_metrics, score
@@ -86,7 +87,8 @@ def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> 
     "on" and "off" are obeyed. "auto" on TensorFlow without a GPU turns XLA on only where it pays
     for its ~20 s compile: a model with ONE recurrent layer (not bidirectional) whose layers all
     support XLA (XLA trains those 1.2-1.6x faster, stacked and bidirectional ones no faster), and
-    a run of at least XLA_MIN_SAMPLE_STEPS planned sample-steps. Elsewhere "auto" is Keras' own.
+    a run of at least XLA_MIN_SAMPLE_STEPS planned sample-steps, not variable-length (masked).
+    Elsewhere "auto" is Keras' own.
     """
     if choice not in JIT_CHOICES:
         raise ValueError(
@@ -96,10 +98,14 @@ def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> 
         return choice == "on"
     if not fused_path_available():
         return "auto"
+    from zoo.layers import PaddingMask
+
     layers = list(model._flatten_layers())
     recurrent = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
     return (
         len(recurrent) == 1
+        # variable length trains in batches of their own length: an XLA compile for each
+        and not any(isinstance(layer, PaddingMask) for layer in layers)
         and not any(isinstance(layer, keras.layers.Bidirectional) for layer in layers)
         and all(getattr(layer, "supports_jit", True) for layer in layers)
         and sample_steps >= XLA_MIN_SAMPLE_STEPS
@@ -238,19 +244,20 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
         keras.callbacks.CSVLogger(str(folder / "history.csv")),
         keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
     ]
+    # a stateful task's batches follow each other, unshuffled
+    data = dict(x=x, y=y, sample_weight=w, shuffle=not task.stateful_batch)
+    data["batch_size"] = config["batch_size"]
+    if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
+        data = {"x": LengthBatches(x, y, w, batch_size=config["batch_size"], seed=config["seed"])}
     started = time.perf_counter()
     interrupted = False
     try:
         history = model.fit(
-            x,
-            y,
-            sample_weight=w,
+            **data,
             validation_data=validation_data(task),
             epochs=config["epochs"],
-            batch_size=config["batch_size"],
             callbacks=callbacks,
             verbose=verbose,
-            shuffle=not task.stateful_batch,  # a stateful task's batches follow each other
         ).history
     except KeyboardInterrupt:
         interrupted = True

@@ -113,12 +113,38 @@ class AttentionPooling(keras.layers.Layer):
         self.score_hidden.build(input_shape)
         self.score.build((*input_shape[:-1], self.attention_size))
 
-    def call(self, inputs):
-        weights = ops.softmax(self.score(self.score_hidden(inputs)), axis=1)
+    def call(self, inputs, mask=None):
+        scores = self.score(self.score_hidden(inputs))
+        if mask is not None:  # padded steps get no weight: they never change the output
+            scores = ops.where(ops.expand_dims(mask, -1), scores, -1e9)
+        weights = ops.softmax(scores, axis=1)
         return ops.sum(weights * inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None  # one vector a sample: no steps left to mask
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
 
     def get_config(self):
         return {**super().get_config(), "attention_size": self.attention_size}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PaddingMask(keras.layers.Layer):
+    """Marks steps whose features are all NaN as padding: a Keras mask for the layers after it,
+    and zeros in their place so no NaN reaches a weight.
+
+    `keras.layers.Masking` compares with a finite `mask_value`, which real data can hold; the
+    zoo refuses NaN in data, so a NaN step can only be padding (`zoo.tasks.pad_ragged`).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.logical_not(ops.all(ops.isnan(inputs), axis=-1))
+
+    def call(self, inputs):
+        return ops.where(ops.isnan(inputs), ops.zeros_like(inputs), inputs)

@@ -136,7 +136,9 @@ def _preprocessing_layers(inputs, input_shape, preprocessing: dict):
     """The model's first layers: standardisation with given statistics, then framing."""
     import keras
 
-    x = inputs
+    from zoo.layers import PaddingMask
+
+    x = PaddingMask(name="padding_mask")(inputs) if preprocessing.get("mask") else inputs
     if "mean" in preprocessing:  # (x - mean) / std, as x * scale + offset: exports everywhere
         pairs = zip(preprocessing["mean"], preprocessing["std"], strict=True)
         scale, offset = zip(*((1.0 / s, -m / s) for m, s in pairs), strict=True)
@@ -211,7 +213,10 @@ def recurrent_model(
         preprocessing: what the model does to its raw input first (`zoo.tasks.Task`'s
             preprocessing): `mean` and `std` a feature (a `Rescaling` layer, which
             unlike `Normalization` converts to ONNX) and
-            `frame_steps` (a `Reshape` joining that many steps into one). Defaults to `None`.
+            `frame_steps` (a `Reshape` joining that many steps into one); `mask` True for
+            variable-length input: steps that are all NaN are padding, masked through the
+            recurrent stack and the pooling so they never change an output
+            (`zoo.layers.PaddingMask`). Defaults to `None`.
         stateful_batch: rows of every batch, for a task of continuous streams side by side
             (`Task.stateful_batch`): the recurrent layers keep each row's state from batch to
             batch. Only a forward recurrent stack can. Defaults to `None`.
@@ -274,6 +279,16 @@ def recurrent_model(
         bidirectional=bidirectional,
         conv_layers=conv_layers,
         pooling=pooling,
+    )
+    masked = bool((preprocessing or {}).get("mask"))
+    _check(
+        not masked
+        or (not conv_layers and not stateful_batch and preprocessing.get("frame_steps", 1) == 1),
+        "padded variable-length input needs a model that carries the mask: no conv front-end, "
+        "no framing (frame_steps > 1), not stateful",
+        conv_layers=conv_layers,
+        frame_steps=preprocessing.get("frame_steps", 1) if masked else 1,
+        stateful_batch=stateful_batch,
     )
     import keras
 

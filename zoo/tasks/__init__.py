@@ -11,6 +11,7 @@ from zoo.tasks.base import (
     Task,
     get_task,
     list_tasks,
+    pad_ragged,
     task_options,
     task_reads_data,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Task",
     "get_task",
     "list_tasks",
+    "pad_ragged",
     "task_options",
     "task_reads_data",
 ]

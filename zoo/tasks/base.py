@@ -39,7 +39,8 @@ class Task:
     `preprocessing` is what the model does to the raw inputs before its first layer, as Keras
     layers (so a saved model takes the data as it comes): `mean` and `std` a channel
     (standardisation, fitted on the training split) and `frame_steps` (consecutive steps joined
-    into one); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
+    into one), and `mask` (variable length: all-NaN steps are padding, which the model masks;
+    `pad_ragged`); the splits hold the raw inputs. `preprocessed()` applies it to the arrays.
     `stateful_batch` marks a task whose windows come as that many continuous streams side by side
     (window k of every stream, then window k+1): the model keeps each row's state from one batch
     to the next (truncated backpropagation through time), so it trains and predicts in batches of
@@ -214,9 +215,9 @@ def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
 
 def channel_statistics(x_train: np.ndarray) -> dict[str, list[float]]:
     """Per-channel mean and std of `x_train` (a std of 0 becomes 1), for a model's
-    standardisation layer."""
-    mean = x_train.mean(axis=(0, 1), dtype=np.float64)
-    std = x_train.std(axis=(0, 1), dtype=np.float64)
+    standardisation layer. NaN steps (the padding of variable-length data) are left out."""
+    mean = np.nanmean(x_train, axis=(0, 1), dtype=np.float64)
+    std = np.nanstd(x_train, axis=(0, 1), dtype=np.float64)
     std[std == 0] = 1.0
     return {"mean": mean.tolist(), "std": std.tolist()}
 
@@ -238,3 +239,66 @@ def standardize(x_train: np.ndarray, *others: np.ndarray):
     mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
     scaled = [((x - mean) / std).astype(np.float32) for x in (x_train, *others)]
     return scaled, (stats["mean"], stats["std"])
+
+
+def pad_ragged(
+    sequences, name: str = "sequences", task: str = "data"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences of different lengths, each (steps_i, features) or (steps_i,), as one float32
+    array (samples, max steps, features) padded at the end with NaN, and their lengths.
+
+    NaN is the padding because data holding NaN is refused: a model built with
+    `preprocessing={"mask": True}` (what a variable-length task hands over) masks the all-NaN
+    steps, so `model.predict(pad_ragged(sequences)[0])` reads the real steps only. Refuses, in
+    one line, sequences that are empty, not numbers, of different feature counts or not finite.
+    """
+    from keras.utils import pad_sequences
+
+    seqs = [np.asarray(s) for s in sequences]
+    seqs = [s[:, None] if s.ndim == 1 else s for s in seqs]
+    if not seqs:
+        raise DataError(f"{task}: {name} holds no sequences")
+    for i, s in enumerate(seqs):
+        if s.ndim != 2 or not len(s) or not np.issubdtype(s.dtype, np.number):
+            raise DataError(
+                f"{task}: {name}: every sequence must be numbers shaped (steps, features) with at least "
+                f"one step. Received: sequence {i} shape={s.shape}, dtype={s.dtype}"
+            )
+        if s.shape[1] != seqs[0].shape[1]:
+            raise DataError(
+                f"{task}: {name}: every sequence needs the same features a step. Received: sequence 0 "
+                f"has {seqs[0].shape[1]}, sequence {i} has {s.shape[1]}"
+            )
+        if not np.isfinite(s).all():
+            raise DataError(f"{task}: {name}: sequence {i} holds NaN or inf")
+    lengths = np.array([len(s) for s in seqs])
+    padded = pad_sequences(seqs, dtype="float32", padding="post", value=np.nan)
+    return padded, lengths
+
+
+def mask_padding(x: np.ndarray, lengths, name: str = "X", task: str = "data") -> np.ndarray:
+    """A padded array (samples, steps[, features]) with the steps at and after each sample's
+    length set to NaN (see `pad_ragged`). Refuses, in one line, lengths of the wrong size or
+    out of 1..steps and NaN or inf in the real steps."""
+    lengths = np.asarray(lengths)
+    if x.ndim not in (2, 3) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(
+            f"{task}: {name} must be numbers shaped (samples, steps, features). "
+            f"Received: shape={x.shape}, dtype={x.dtype}"
+        )
+    x = (x[..., None] if x.ndim == 2 else x).astype(np.float32)
+    if lengths.shape != (len(x),) or not np.issubdtype(lengths.dtype, np.integer):
+        raise DataError(
+            f"{task}: {name}_lengths must be {len(x)} integers, one a sample. "
+            f"Received: shape={lengths.shape}, dtype={lengths.dtype}"
+        )
+    bad = np.flatnonzero((lengths < 1) | (lengths > x.shape[1]))
+    if len(bad):
+        raise DataError(
+            f"{task}: {name}_lengths must be in 1..{x.shape[1]} (the padded steps). "
+            f"Received: {lengths[bad[0]]} for sample {bad[0]}"
+        )
+    real = np.arange(x.shape[1]) < lengths[:, None]
+    check_finite(task, **{f"{name} (real steps)": np.where(real[..., None], x, 0.0)})
+    x[~real] = np.nan
+    return x

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from zoo.tasks.base import (
     Task,
     channel_statistics,
     check_finite,
+    mask_padding,
+    pad_ragged,
     register_task,
     split_off,
 )
@@ -67,16 +70,34 @@ def digits(
     )
 
 
-def load_npz(path, kind: str) -> dict[str, np.ndarray]:
-    """The arrays of an `.npz` file, with a one-line `DataError` for a missing or corrupt file."""
+def load_npz(path, kind: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` file, with a one-line `DataError` for a missing or corrupt file.
+
+    An object array (ragged sequences) is read only with `allow_pickle`: unpickling runs code
+    from the file, so it is for files you trust."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"{kind}: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+        with np.load(path, allow_pickle=allow_pickle) as npz:
+            return {key: _read(npz, key, kind) for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(f"{kind}: {path} is not a readable .npz file ({err})") from None
+
+
+def _read(npz, key: str, kind: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise
+        raise DataError(
+            f"{kind}: {key} is an object array, which only pickle can read: save a padded array "
+            f"with {key}_lengths instead, or pass --task-option allow_pickle=true for a file "
+            "you trust"
+        ) from None
 
 
 @register_task(epochs=20, batch_size=128)
@@ -143,12 +164,58 @@ def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
     )
 
 
+def _variable_length(arrays: dict, kind: str) -> set[str]:
+    """Turn the splits given as ragged sequences (an object array or a list) or as a padded
+    array with `X_<split>_lengths` into NaN-padded float arrays (`pad_ragged`), in place.
+    Per-step targets given as ragged sequences are padded with 0 to their inputs' steps.
+    Returns the splits that are variable-length."""
+    lengths = {key[: -len("_lengths")]: arrays.pop(key) for key in list(arrays)
+               if key.endswith("_lengths")}  # fmt: skip
+    unknown = {key for key in lengths if key not in {"x_train", "x_val", "x_test"} & set(arrays)}
+    if unknown:
+        raise DataError(f"{kind}: {sorted(unknown)[0].replace('x_', 'X_')}_lengths has no X array")
+    variable = set()
+    for split in ("train", "val", "test"):
+        key, name = f"x_{split}", f"X_{split}"
+        x = arrays.get(key)
+        if x is None:
+            continue
+        ragged = isinstance(x, (list, tuple)) or np.asarray(x).dtype == object
+        if ragged and key in lengths:
+            raise DataError(f"{kind}: give {name} as ragged sequences or with {name}_lengths")
+        if ragged:
+            arrays[key], steps = pad_ragged(x, name, kind)
+        elif key in lengths:
+            arrays[key] = mask_padding(np.asarray(x), lengths[key], name, kind)
+            steps = np.asarray(lengths[key])
+        else:
+            continue
+        variable.add(split)
+        y = arrays.get(f"y_{split}")
+        if isinstance(y, (list, tuple)) or (y is not None and np.asarray(y).dtype == object):
+            from keras.utils import pad_sequences
+
+            ys = [np.asarray(t) for t in y]
+            if [len(t) for t in ys] != list(steps):
+                raise DataError(f"{kind}: y_{split}'s sequences must be as long as {name}'s")
+            padded = pad_sequences(ys, maxlen=arrays[key].shape[1], dtype=ys[0].dtype,
+                                   padding="post", value=0)  # fmt: skip
+            arrays[f"y_{split}"] = padded
+    return variable
+
+
+def _step_weights(x: np.ndarray) -> np.ndarray:
+    """1 for each real step of NaN-padded `x`, 0 for padding: per-step targets' weights."""
+    return (~np.isnan(x).all(axis=-1)).astype(np.float32)
+
+
 @register_task()
 def npz(
     *,
-    data: str | os.PathLike | None = None,
+    data: str | os.PathLike | Mapping | None = None,
     val_fraction: float = 0.1,
     standardize_inputs: bool = True,
+    allow_pickle: bool = False,
     seed: int = 0,
 ) -> Task:
     """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val too).
@@ -159,24 +226,36 @@ def npz(
     are held out at random with `seed`.
     The model standardises its inputs per feature with statistics from the training split only
     (a Rescaling layer, so the saved model takes raw windows).
+    Variable-length sequences: X_<split> as a padded array with X_<split>_lengths (integers,
+    the safe layout), or as an object array of (steps_i, features) arrays, which only
+    `allow_pickle=True` reads (unpickling runs code from the file: trusted files only). The
+    padding becomes NaN (`pad_ragged`) and the model masks it; per-step targets weigh 0 there.
+    In Python `data` may also be a dict of arrays (ragged splits as lists of arrays).
     """
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
-    arrays = {k.lower(): v for k, v in load_npz(data, "npz").items()}
+    if isinstance(data, Mapping):
+        arrays = {k.lower(): v for k, v in data.items()}
+    else:
+        arrays = {k.lower(): v for k, v in load_npz(data, "npz", allow_pickle).items()}
+    variable = _variable_length(arrays, "npz")
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    source = "arrays" if isinstance(data, Mapping) else str(data)
     missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
     if missing:
         raise DataError(
-            f"npz: {data} lacks {', '.join(sorted(missing))}; it holds {', '.join(sorted(arrays))}"
+            f"npz: {source} lacks {', '.join(sorted(missing))}; it holds {', '.join(sorted(arrays))}"
         )
     if ("x_val" in arrays) != ("y_val" in arrays):
-        raise DataError(f"npz: {data} must hold both X_val and y_val, or neither")
+        raise DataError(f"npz: {source} must hold both X_val and y_val, or neither")
     for split in ("train", "val", "test"):
         if f"x_{split}" in arrays and len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
             raise DataError(
                 f"npz: X_{split} and y_{split} need one target a sample. Received: "
                 f"{len(arrays[f'x_{split}'])} samples and {len(arrays[f'y_{split}'])} targets"
             )
-    check_finite("npz", **{name.replace("x_", "X_"): a for name, a in arrays.items()})
+    fixed = {k: a for k, a in arrays.items() if k not in {f"x_{s}" for s in variable}}
+    check_finite("npz", **{name.replace("x_", "X_"): a for name, a in fixed.items()})
     if "x_val" not in arrays:
         n = len(arrays["x_train"])
         # a few windows score nothing: at least 10 (at most a quarter) on small data
@@ -202,9 +281,19 @@ def npz(
     steps = arrays["x_train"].shape[1]
     kind, size = _npz_output(arrays["y_train"], steps, "y_train")
     for split in ("val", "test"):
-        if _npz_output(arrays[f"y_{split}"], steps, f"y_{split}")[0] != kind:
+        split_steps = arrays[f"x_{split}"].shape[1]  # variable-length splits: their own
+        if _npz_output(arrays[f"y_{split}"], split_steps, f"y_{split}")[0] != kind:
             raise DataError(f"npz: y_{split} is not the same kind of target as y_train ({kind})")
-    info = {"source": str(data)}
+    info = {"source": source}
+    weights = {}
+    if variable:  # padding: masked by the model, weight 0 for per-step targets
+        for split in ("train", "val", "test"):
+            real = _step_weights(arrays[f"x_{split}"])
+            info[f"lengths_{split}"] = [int(real.sum(1).min()), int(real.sum(1).max())]
+            if kind.startswith("sequence"):
+                weights[f"w_{split}"] = real
+                arrays[f"y_{split}"] = arrays[f"y_{split}"].copy()
+                arrays[f"y_{split}"][real == 0] = 0
     if kind.endswith("classification"):
         labels = np.concatenate([arrays[f"y_{s}"].ravel() for s in ("train", "val", "test")])
         if labels.min() < 0:
@@ -213,9 +302,10 @@ def npz(
     for split in ("train", "val", "test"):
         dtype = np.int32 if kind.endswith("classification") else np.float32
         arrays[f"y_{split}"] = arrays[f"y_{split}"].astype(dtype)
-    preprocessing = None
+    preprocessing = {"mask": True} if variable else None
     if standardize_inputs:  # by the model (a Rescaling layer), so it takes raw windows
-        preprocessing = channel_statistics(arrays["x_train"])
+        preprocessing = {**channel_statistics(arrays["x_train"]), **(preprocessing or {})}
+    if preprocessing:
         info.update(**preprocessing, preprocessing="model")
     return Task(
         name="npz",
@@ -225,4 +315,5 @@ def npz(
         class_names=tuple(str(i) for i in range(size)) if kind.endswith("classification") else None,
         info=info,
         preprocessing=preprocessing,
+        **weights,
     )
