@@ -30,6 +30,9 @@ CONFIGS = [
     ("har", "bilstm", []),
     ("har", "stacked_lstm", []),
     ("har", "deep_lstm", []),
+    ("har", "lstm", ["--task-option", "window_features=true"]),
+    ("har", "lstm", ["--depth", "0", "--task-option", "window_features=true"]),
+    ("har", "linear_svm", []),  # the reference: scripts/benchmark_features.py's linear SVM
     ("echo", "lstm", []),
     ("count_ones", "lstm", []),
     ("sine", "lstm", []),
@@ -74,6 +77,30 @@ def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
     wall = time.perf_counter() - started
     done.write_text(json.dumps({"wall_seconds": wall, "command": cmd}) + "\n")
     return {**read_run(folder), "wall": wall}
+
+
+def svm_row(args) -> dict:
+    """The reference row: a linear SVM on the same per-window features (benchmark_features.py;
+    C chosen on the validation subjects; deterministic, so one run)."""
+    import benchmark_features as bf
+
+    started = time.perf_counter()
+    data = args.data or str(bf.DEFAULT_DATA)
+    arrays, val, features, names, _ = bf.har_features(data)
+    r = bf.run("svm", features, arrays, val, bf.GRID)
+    return {
+        "task": "har",
+        "model": "linear_svm",
+        "preset": f"C={r['c']:g}",
+        "seeds": 1,
+        "epochs": 0,
+        "wall_s": time.perf_counter() - started,
+        "metric": "test accuracy",
+        "mean": r["test"],
+        "std": 0.0,
+        "parameters": (len(names) + 1) * 6,
+        "baseline": f"errors {r['errors']}, SITTING/STANDING {r['sit_stand']}",
+    }
 
 
 def read_run(folder: Path) -> dict:
@@ -131,11 +158,16 @@ def main(argv=None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     rows = []
     for task, model, flags in configs:
+        if model == "linear_svm":
+            rows.append(svm_row(args))
+            continue
         runs = []
         for seed in args.seeds:
             runs.append(run_one(task, model, flags, seed, args))
             print(f"{task} {model} seed {seed}: {runs[-1]['wall']:.0f} s", file=sys.stderr)
         rows.append(summarize(task, model, runs))
+        if flags and flags[0] != "--preset":  # the preset column names the others
+            rows[-1]["model"] = f"{model} `{' '.join(flags)}`"
     with open(Path(args.out) / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()
