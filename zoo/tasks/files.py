@@ -13,6 +13,7 @@ from zoo.tasks.base import (
     Task,
     channel_statistics,
     check_finite,
+    check_flag,
     register_task,
     split_off,
 )
@@ -143,6 +144,23 @@ def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
     )
 
 
+def _npz_features(arrays: dict, sampling_hz) -> dict:
+    """The window features' spec of an npz task (`zoo.features.feature_spec`); a one-line
+    error for bad channel names, too few steps or a bad sampling rate."""
+    from zoo.features import feature_spec
+
+    features = arrays["x_train"].shape[2]
+    names = arrays.get("channels", np.array([f"ch{i}" for i in range(features)]))
+    if names.shape != (features,) or names.dtype.kind != "U":
+        raise DataError(
+            f"npz: channels must name each of the {features} features (strings). "
+            f"Received: shape={names.shape}, dtype={names.dtype}"
+        )
+    if isinstance(sampling_hz, bool) or not isinstance(sampling_hz, (int, float)):
+        raise ValueError(f"sampling_hz must be a number > 0. Received: sampling_hz={sampling_hz!r}")
+    return feature_spec(arrays["x_train"], names.tolist(), float(sampling_hz))
+
+
 @register_task()
 def npz(
     *,
@@ -150,6 +168,8 @@ def npz(
     val_fraction: float = 0.1,
     standardize_inputs: bool = True,
     seed: int = 0,
+    window_features: bool = False,
+    sampling_hz: float = 50.0,
 ) -> Task:
     """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val too).
 
@@ -159,7 +179,11 @@ def npz(
     are held out at random with `seed`.
     The model standardises its inputs per feature with statistics from the training split only
     (a Rescaling layer, so the saved model takes raw windows).
+    `window_features` makes the model join each window's features (`zoo.features`, at
+    `sampling_hz`) to its summary; channel names come from an optional `channels` array in the
+    file (`acc_x`, `acc_y`, `acc_z` make a 3-axis sensor), else `ch0`, `ch1`, ...
     """
+    check_flag(window_features=window_features)
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
     arrays = {k.lower(): v for k, v in load_npz(data, "npz").items()}
@@ -217,6 +241,10 @@ def npz(
     if standardize_inputs:  # by the model (a Rescaling layer), so it takes raw windows
         preprocessing = channel_statistics(arrays["x_train"])
         info.update(**preprocessing, preprocessing="model")
+    if window_features:
+        spec = _npz_features(arrays, sampling_hz)
+        preprocessing = {**(preprocessing or {}), "window_features": spec}
+        info["window_features"] = True
     return Task(
         name="npz",
         **{k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")},
