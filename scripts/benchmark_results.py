@@ -45,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--only", default="*", help="task:model globs, comma-separated")
+    p.add_argument(
+        "--only",
+        default="*",
+        help="task:model globs, comma-separated; a glob with a space also matches the flags, "
+        "e.g. 'har:lstm --depth 0*'",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run each with")
     p.add_argument("--data", help="UCI HAR zip or folder, passed to the har runs")
     p.add_argument("--out", default="benchmarks", help="folder for runs and the tables")
@@ -56,7 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def selected(only: str) -> list[tuple[str, str, list[str]]]:
     globs = [g.strip() for g in only.split(",") if g.strip()]
-    return [c for c in CONFIGS if any(fnmatch.fnmatch(f"{c[0]}:{c[1]}", g) for g in globs)]
+
+    def matches(config, glob: str) -> bool:
+        name = f"{config[0]}:{config[1]}"
+        return fnmatch.fnmatch(" ".join([name, *config[2]]) if " " in glob else name, glob)
+
+    return [c for c in CONFIGS if any(matches(c, g) for g in globs)]
 
 
 def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:

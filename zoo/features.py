@@ -182,7 +182,10 @@ def _frequency_stats(z, quiet, sampling_hz: float, xp):
     spread2 = xp.sum(weighted, axis=-1) + (1e-3 * freq[1]) ** 2  # floor: a pure tone is 0/0
     skew = xp.sum(weighted * offset, axis=-1) / (spread2 * xp.sqrt(spread2))
     kurt = xp.sum(weighted * offset * offset, axis=-1) / (spread2 * spread2)
-    peak = xp.take(freq, xp.argmax(power, axis=-1))
+    # the frequency of the largest bin (the lowest of ties, as argmax): min and where only,
+    # since TensorFlow's argmax brings an op that TFLite lacks (BitwiseAnd)
+    top = power >= xp.max(power, axis=-1)[..., None]
+    peak = xp.min(xp.where(top, freq, freq[-1]), axis=-1)
     shape = [xp.where(quiet, 0.0, s) for s in (entropy, centre, peak, skew, kurt)]
     return xp.concatenate([xp.stack(shape, axis=-1), xp.matmul(power, member)], axis=-1)
 
