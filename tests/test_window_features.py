@@ -56,6 +56,7 @@ def test_models_with_window_features_train_save_and_reload(spec, depth, tmp_path
     model = create_model(
         "lstm", (STEPS, 9), OUTPUTS, units=4, depth=depth, preprocessing=preprocessing
     )
+    assert model.input_shape == (None, STEPS, 9)  # features are of a whole window
     names = {layer.name for layer in model.layers}
     assert {"window_features", "feature_standardization"} <= names
     assert ("with_window_features" in names) == bool(depth)

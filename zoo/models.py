@@ -319,7 +319,8 @@ def recurrent_model(
 
     per_step = output_kind.startswith("sequence")
     shape = {"batch_shape": (stateful_batch, None, input_shape[1])} if stateful_batch else {}
-    inputs = keras.Input(**(shape or {"shape": (None, input_shape[1])}), name="inputs")
+    steps = input_shape[0] if spec is not None else None  # features are of a whole window
+    inputs = keras.Input(**(shape or {"shape": (steps, input_shape[1])}), name="inputs")
     x = _preprocessing_layers(inputs, input_shape, preprocessing or {})
     for i in range(1, conv_layers + 1):
         # causal padding: an output at step t never sees inputs after t
