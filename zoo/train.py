@@ -86,7 +86,7 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--depth",
         type=non_negative_int,
-        help=f"recurrent layers ({default('depth', model_own)}; 0: window features only)",
+        help=f"recurrent layers ({default('depth', model_own)})",
     )
     p.add_argument(
         "--dropout",
