@@ -105,6 +105,21 @@ def run(kind: str, features, arrays, val, grid) -> dict:
     }
 
 
+def har_features(data, val_subjects: int = 5):
+    """UCI HAR's arrays, the validation subjects, the features of each split, their names and
+    the seconds they took."""
+    from zoo.features import window_features
+    from zoo.tasks.har import CHANNELS, SAMPLING_HZ, load_arrays, pick_val_subjects
+
+    arrays, _ = load_arrays(data, download_ok=False)
+    val = pick_val_subjects(arrays["s_train"], val_subjects)
+    start = time.perf_counter()
+    features = {}
+    for split in ("train", "test"):
+        features[split], names = window_features(arrays[f"x_{split}"], CHANNELS, SAMPLING_HZ)
+    return arrays, val, features, names, time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="the UCI HAR zip or folder")
@@ -119,20 +134,13 @@ def main(argv=None) -> int:
     if any(not c > 0 for c in args.grid):
         p.error(f"--grid: every C must be > 0, got {args.grid}")
 
-    from zoo.features import window_features
     from zoo.tasks.base import DataError
-    from zoo.tasks.har import CHANNELS, CLASS_NAMES, SAMPLING_HZ, load_arrays, pick_val_subjects
+    from zoo.tasks.har import CLASS_NAMES
 
     try:
-        arrays, _ = load_arrays(args.data, download_ok=False)
-        val = pick_val_subjects(arrays["s_train"], args.val_subjects)
+        arrays, val, features, names, seconds = har_features(args.data, args.val_subjects)
     except (DataError, ValueError, OSError) as err:
         p.error(str(err))
-    start = time.perf_counter()
-    features = {}
-    for split in ("train", "test"):
-        features[split], names = window_features(arrays[f"x_{split}"], CHANNELS, SAMPLING_HZ)
-    seconds = time.perf_counter() - start
     windows = len(features["train"]) + len(features["test"])
     print(f"{len(names)} features of {windows} windows in {seconds:.1f} s")
     print(f"validation subjects: {' '.join(map(str, val))}")

@@ -30,6 +30,9 @@ CONFIGS = [
     ("har", "bilstm", []),
     ("har", "stacked_lstm", []),
     ("har", "deep_lstm", []),
+    ("har", "lstm", ["--task-option", "window_features=true"]),
+    ("har", "lstm", ["--depth", "0", "--task-option", "window_features=true"]),
+    ("har", "linear_svm", []),  # the reference: scripts/benchmark_features.py's linear SVM
     ("echo", "lstm", []),
     ("count_ones", "lstm", []),
     ("sine", "lstm", []),
@@ -42,7 +45,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--only", default="*", help="task:model globs, comma-separated")
+    p.add_argument(
+        "--only",
+        default="*",
+        help="task:model globs, comma-separated; a glob with a space also matches the flags, "
+        "e.g. 'har:lstm --depth 0*'",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run each with")
     p.add_argument("--data", help="UCI HAR zip or folder, passed to the har runs")
     p.add_argument("--out", default="benchmarks", help="folder for runs and the tables")
@@ -53,7 +61,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def selected(only: str) -> list[tuple[str, str, list[str]]]:
     globs = [g.strip() for g in only.split(",") if g.strip()]
-    return [c for c in CONFIGS if any(fnmatch.fnmatch(f"{c[0]}:{c[1]}", g) for g in globs)]
+
+    def matches(config, glob: str) -> bool:
+        name = f"{config[0]}:{config[1]}"
+        return fnmatch.fnmatch(" ".join([name, *config[2]]) if " " in glob else name, glob)
+
+    return [c for c in CONFIGS if any(matches(c, g) for g in globs)]
 
 
 def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
@@ -74,6 +87,30 @@ def run_one(task: str, model: str, flags: list[str], seed: int, args) -> dict:
     wall = time.perf_counter() - started
     done.write_text(json.dumps({"wall_seconds": wall, "command": cmd}) + "\n")
     return {**read_run(folder), "wall": wall}
+
+
+def svm_row(args) -> dict:
+    """The reference row: a linear SVM on the same per-window features (benchmark_features.py;
+    C chosen on the validation subjects; deterministic, so one run)."""
+    import benchmark_features as bf
+
+    started = time.perf_counter()
+    data = args.data or str(bf.DEFAULT_DATA)
+    arrays, val, features, names, _ = bf.har_features(data)
+    r = bf.run("svm", features, arrays, val, bf.GRID)
+    return {
+        "task": "har",
+        "model": "linear_svm",
+        "preset": f"C={r['c']:g}",
+        "seeds": 1,
+        "epochs": 0,
+        "wall_s": time.perf_counter() - started,
+        "metric": "test accuracy",
+        "mean": r["test"],
+        "std": 0.0,
+        "parameters": (len(names) + 1) * 6,
+        "baseline": f"errors {r['errors']}, SITTING/STANDING {r['sit_stand']}",
+    }
 
 
 def read_run(folder: Path) -> dict:
@@ -131,11 +168,16 @@ def main(argv=None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     rows = []
     for task, model, flags in configs:
+        if model == "linear_svm":
+            rows.append(svm_row(args))
+            continue
         runs = []
         for seed in args.seeds:
             runs.append(run_one(task, model, flags, seed, args))
             print(f"{task} {model} seed {seed}: {runs[-1]['wall']:.0f} s", file=sys.stderr)
         rows.append(summarize(task, model, runs))
+        if flags and flags[0] != "--preset":  # the preset column names the others
+            rows[-1]["model"] = f"{model} `{' '.join(flags)}`"
     with open(Path(args.out) / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
         writer.writeheader()

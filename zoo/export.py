@@ -136,8 +136,9 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
     artifact_name(fmt, quantize)  # refuses --quantize for other formats
     path = Path(path)
     features = int(input_shape[-1])
+    # any number of steps, unless the model fixes them (window features: of a whole window)
+    spec = keras.InputSpec(shape=(None, model.input_shape[1], features), dtype="float32")
     if fmt == "saved_model":
-        spec = keras.InputSpec(shape=(None, None, features), dtype="float32")
         try:
             with _quiet_stderr():
                 model.export(path, format="tf_saved_model", input_signature=[spec], verbose=False)
@@ -151,7 +152,6 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
         import logging
 
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-        spec = keras.InputSpec(shape=(None, None, features), dtype="float32")
         try:
             with _quiet_stderr(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tf2onnx's NumPy 2 deprecations
@@ -355,7 +355,7 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     folder = model_path.parent / "export"
     work = model_path.parent / f".export-{secrets.token_hex(4)}"
     work.mkdir()  # mkdir follows the umask (tempfile.mkdtemp would give 0700 to saved_model/)
-    shape = [1, *task.input_shape] if fmt == "tflite" else [None, None, task.input_shape[-1]]
+    shape = [1, *task.input_shape] if fmt == "tflite" else [None, *model.input_shape[1:]]
     try:
         convert_model(model, fmt, work / artifact, task.input_shape, quantize)
         runtime = open_runtime(fmt, work / artifact)

@@ -148,3 +148,37 @@ class PaddingMask(keras.layers.Layer):
 
     def call(self, inputs):
         return ops.where(ops.isnan(inputs), ops.zeros_like(inputs), inputs)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class WindowFeatures(keras.layers.Layer):
+    """`zoo.features`' per-window features, computed inside the model from each raw window.
+
+    The same code as `zoo.features.window_features` (written against an array namespace: here
+    `keras.ops`), in float32, so a saved model takes raw windows and needs no feature input.
+
+    Args:
+        channels: the name of each input channel (see `zoo.features.window_features`).
+        sampling_hz: samples a second. Defaults to `50.0`.
+    """
+
+    def __init__(self, channels, sampling_hz: float = 50.0, **kwargs):
+        from zoo.features import check_spec
+
+        super().__init__(**kwargs)
+        check_spec(None, channels, sampling_hz)
+        self.channels = list(channels)
+        self.sampling_hz = float(sampling_hz)
+
+    def call(self, inputs):
+        from zoo.features import feature_table
+
+        return feature_table(inputs, self.channels, self.sampling_hz, ops)
+
+    def compute_output_shape(self, input_shape):
+        from zoo.features import feature_names
+
+        return (input_shape[0], len(feature_names(self.channels)))
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "sampling_hz": self.sampling_hz}

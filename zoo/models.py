@@ -132,6 +132,24 @@ def _recurrent_layer(
     return layer
 
 
+def _standardization(stats: dict, name: str):
+    """(x - mean) / std as a `Rescaling` layer (x * scale + offset): exports everywhere."""
+    import keras
+
+    pairs = zip(stats["mean"], stats["std"], strict=True)
+    scale, offset = zip(*((1.0 / s, -m / s) for m, s in pairs), strict=True)
+    return keras.layers.Rescaling(list(scale), list(offset), name=name)
+
+
+def _window_features(inputs, spec: dict):
+    """The per-window features of the raw input (`zoo.layers.WindowFeatures`), standardised
+    with the training windows' statistics that the task measured (`zoo.features.feature_spec`)."""
+    from zoo.layers import WindowFeatures
+
+    f = WindowFeatures(spec["channels"], spec["sampling_hz"], name="window_features")(inputs)
+    return _standardization(spec, "feature_standardization")(f)
+
+
 def _preprocessing_layers(inputs, input_shape, preprocessing: dict):
     """The model's first layers: standardisation with given statistics, then framing."""
     import keras
@@ -139,10 +157,8 @@ def _preprocessing_layers(inputs, input_shape, preprocessing: dict):
     from zoo.layers import PaddingMask
 
     x = PaddingMask(name="padding_mask")(inputs) if preprocessing.get("mask") else inputs
-    if "mean" in preprocessing:  # (x - mean) / std, as x * scale + offset: exports everywhere
-        pairs = zip(preprocessing["mean"], preprocessing["std"], strict=True)
-        scale, offset = zip(*((1.0 / s, -m / s) for m, s in pairs), strict=True)
-        x = keras.layers.Rescaling(list(scale), list(offset), name="standardization")(x)
+    if "mean" in preprocessing:
+        x = _standardization(preprocessing, "standardization")(x)
     frame = preprocessing.get("frame_steps", 1)
     _check(
         _positive_int(frame) and (input_shape[0] is None or input_shape[0] % frame == 0),
@@ -213,10 +229,11 @@ def recurrent_model(
         preprocessing: what the model does to its raw input first (`zoo.tasks.Task`'s
             preprocessing): `mean` and `std` a feature (a `Rescaling` layer, which
             unlike `Normalization` converts to ONNX) and
-            `frame_steps` (a `Reshape` joining that many steps into one); `mask` True for
-            variable-length input: steps that are all NaN are padding, masked through the
-            recurrent stack and the pooling so they never change an output
-            (`zoo.layers.PaddingMask`). Defaults to `None`.
+    from zoo.layers import PaddingMask
+
+    x = PaddingMask(name="padding_mask")(inputs) if preprocessing.get("mask") else inputs
+    if "mean" in preprocessing:
+        x = _standardization(preprocessing, "standardization")(x)
         stateful_batch: rows of every batch, for a task of continuous streams side by side
             (`Task.stateful_batch`): the recurrent layers keep each row's state from batch to
             batch. Only a forward recurrent stack can. Defaults to `None`.
@@ -246,9 +263,28 @@ def recurrent_model(
         output_kind=output_kind,
     )
     _check(cell in CELLS, f"cell must be one of {CELLS}", cell=cell)
+    spec = (preprocessing or {}).get("window_features")
+    _check(
+        spec is None or (output_kind in ("classification", "regression") and not stateful_batch),
+        "window features describe a whole window: output_kind classification or regression, "
+        "no stateful_batch",
+        output_kind=output_kind,
+        stateful_batch=stateful_batch,
+    )
+    _check(
+        _positive_int(depth) or (depth == 0 and not isinstance(depth, bool)),
+        "depth must be a positive integer",
+        depth=depth,
+    )
+    _check(
+        depth != 0 or (spec is not None and not conv_layers),
+        "depth 0 (a features-only model) needs the task's window features "
+        "(--task-option window_features=true) and no conv_layers",
+        depth=depth,
+        conv_layers=conv_layers,
+    )
     for key, value in dict(
         units=units,
-        depth=depth,
         filters=filters,
         kernel_size=kernel_size,
         attention_size=attention_size,
@@ -296,7 +332,8 @@ def recurrent_model(
 
     per_step = output_kind.startswith("sequence")
     shape = {"batch_shape": (stateful_batch, None, input_shape[1])} if stateful_batch else {}
-    inputs = keras.Input(**(shape or {"shape": (None, input_shape[1])}), name="inputs")
+    steps = input_shape[0] if spec is not None else None  # features are of a whole window
+    inputs = keras.Input(**(shape or {"shape": (steps, input_shape[1])}), name="inputs")
     x = _preprocessing_layers(inputs, input_shape, preprocessing or {})
     for i in range(1, conv_layers + 1):
         # causal padding: an output at step t never sees inputs after t
@@ -327,6 +364,9 @@ def recurrent_model(
             x = AttentionPooling(attention_size, name="attention_pooling")(x)
     elif pooling == "average" and not per_step:
         x = keras.layers.GlobalAveragePooling1D(name="average_pooling")(x)
+    if spec is not None:
+        f = _window_features(inputs, spec)
+        x = keras.layers.Concatenate(name="with_window_features")([x, f]) if depth else f
     outputs = output_head(x, output_kind, num_outputs)
     return keras.Model(inputs, outputs, name=name)
 

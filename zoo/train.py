@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import sys
 
-from zoo.cli import Parser, non_negative_float, positive_int
+from zoo.cli import Parser, non_negative_float, non_negative_int, positive_int
 from zoo.config import (
     DEFAULTS,
     JIT_CHOICES,
@@ -84,7 +84,9 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "--units", type=positive_int, help=f"units a recurrent layer ({default('units', '64')})"
     )
     p.add_argument(
-        "--depth", type=positive_int, help=f"recurrent layers ({default('depth', model_own)})"
+        "--depth",
+        type=non_negative_int,
+        help=f"recurrent layers ({default('depth', model_own)})",
     )
     p.add_argument(
         "--dropout",

@@ -195,6 +195,13 @@ def check_positive(**values):
             raise ValueError(f"{key} must be a positive integer. Received: {key}={value!r}")
 
 
+def check_flag(**values):
+    """Refuse values that are not True or False, naming the first such one."""
+    for key, value in values.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false. Received: {key}={value!r}")
+
+
 def check_finite(name: str, **arrays: np.ndarray) -> None:
     """Refuse arrays holding NaN or inf: one line naming the array and the first bad sample."""
     for key, array in arrays.items():

@@ -14,6 +14,7 @@ from zoo.tasks.base import (
     Task,
     channel_statistics,
     check_finite,
+    check_flag,
     mask_padding,
     pad_ragged,
     register_task,
@@ -209,6 +210,23 @@ def _step_weights(x: np.ndarray) -> np.ndarray:
     return (~np.isnan(x).all(axis=-1)).astype(np.float32)
 
 
+def _npz_features(arrays: dict, sampling_hz) -> dict:
+    """The window features' spec of an npz task (`zoo.features.feature_spec`); a one-line
+    error for bad channel names, too few steps or a bad sampling rate."""
+    from zoo.features import feature_spec
+
+    features = arrays["x_train"].shape[2]
+    names = arrays.get("channels", np.array([f"ch{i}" for i in range(features)]))
+    if names.shape != (features,) or names.dtype.kind != "U":
+        raise DataError(
+            f"npz: channels must name each of the {features} features (strings). "
+            f"Received: shape={names.shape}, dtype={names.dtype}"
+        )
+    if isinstance(sampling_hz, bool) or not isinstance(sampling_hz, (int, float)):
+        raise ValueError(f"sampling_hz must be a number > 0. Received: sampling_hz={sampling_hz!r}")
+    return feature_spec(arrays["x_train"], names.tolist(), float(sampling_hz))
+
+
 @register_task()
 def npz(
     *,
@@ -217,6 +235,8 @@ def npz(
     standardize_inputs: bool = True,
     allow_pickle: bool = False,
     seed: int = 0,
+    window_features: bool = False,
+    sampling_hz: float = 50.0,
 ) -> Task:
     """Your own windows from an `.npz` file: X_train, y_train, X_test, y_test (X_val, y_val too).
 
@@ -231,7 +251,11 @@ def npz(
     `allow_pickle=True` reads (unpickling runs code from the file: trusted files only). The
     padding becomes NaN (`pad_ragged`) and the model masks it; per-step targets weigh 0 there.
     In Python `data` may also be a dict of arrays (ragged splits as lists of arrays).
+    `window_features` makes the model join each window's features (`zoo.features`, at
+    `sampling_hz`) to its summary; channel names come from an optional `channels` array in the
+    file (`acc_x`, `acc_y`, `acc_z` make a 3-axis sensor), else `ch0`, `ch1`, ...
     """
+    check_flag(window_features=window_features)
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
     if isinstance(data, Mapping):
@@ -307,6 +331,15 @@ def npz(
         preprocessing = {**channel_statistics(arrays["x_train"]), **(preprocessing or {})}
     if preprocessing:
         info.update(**preprocessing, preprocessing="model")
+    if window_features:
+        if variable:
+            raise DataError(
+                "npz: window_features needs windows of one length (features describe "
+                "a whole window); give fixed-length windows or drop the option"
+            )
+        spec = _npz_features(arrays, sampling_hz)
+        preprocessing = {**(preprocessing or {}), "window_features": spec}
+        info["window_features"] = True
     return Task(
         name="npz",
         **{k: arrays[k] for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")},

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import DataError, Task, channel_statistics, register_task
+from zoo.features import feature_spec
+from zoo.tasks.base import DataError, Task, channel_statistics, check_flag, register_task
 from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
@@ -489,6 +490,7 @@ def har(
     download: bool = True,
     frame_steps: int = 1,
     per_subject: bool = False,
+    window_features: bool = False,
 ) -> Task:
     """UCI HAR: 6 activities from 128-step windows of 9 smartphone inertial channels, by subject.
 
@@ -509,7 +511,12 @@ def har(
     phone sits on the waist), but a model trained so needs a batch of a new user's unlabeled
     windows before it can predict, and its test figure uses the test subjects' unlabeled inputs:
     it is not comparable with figures that never look at the test split.
+
+    `window_features` makes the model also compute each window's 497 features
+    (`zoo.features`: from that window alone) and join them to its recurrent summary before
+    the head, standardised with the train windows' statistics; the model still takes raw windows.
     """
+    check_flag(window_features=window_features)
     divisors = [n for n in range(1, STEPS + 1) if STEPS % n == 0]
     if frame_steps not in divisors:
         raise ValueError(
@@ -526,6 +533,8 @@ def har(
     x_train, x_val = x[~held], x[held]
     statistics = channel_statistics(x_train)
     preprocessing = {**(statistics if standardize else {}), "frame_steps": frame_steps}
+    if window_features:
+        preprocessing["window_features"] = feature_spec(x_train, CHANNELS, SAMPLING_HZ)
     y_train, y_test = y[~held], arrays["y_test"]
     majority = np.bincount(y_train, minlength=len(CLASS_NAMES)).argmax()
     info = {
@@ -534,6 +543,7 @@ def har(
         "steps": STEPS,
         "frame_steps": frame_steps,
         "per_subject": per_subject,
+        "window_features": window_features,
         "sampling_hz": SAMPLING_HZ,
         "standardized": standardize,
         **statistics,
