@@ -256,7 +256,7 @@ def keras_configs(name: str, backend: str) -> dict:
 
     from zoo import create_model
     from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
-    from zoo.fused import FusedLSTM
+    from zoo.fused import FusedLSTM, NativeLSTM
 
     def build(cls, jit):
         def make():
@@ -279,6 +279,7 @@ def keras_configs(name: str, backend: str) -> dict:
         "keras": build(keras.layers.LSTM, False),
         "keras_xla": build(keras.layers.LSTM, True),
         "fused": build(FusedLSTM, False),
+        "native": build(NativeLSTM, False),
     }
 
 
@@ -395,6 +396,7 @@ KERAS_LABELS = {
     "keras": "keras (TF default)",
     "keras_xla": "keras jit_compile=True",
     "fused": "FusedLSTM everywhere",
+    "native": "NativeLSTM everywhere",
 }
 
 
