@@ -5,10 +5,11 @@ steps, 9 channels, 6 classes, Adam), timed in turns within one run so that the l
 machine hits them alike; ratios are medians of the per-round ratios. On `--backend tensorflow`:
 
 - `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
-  LSTMs), compiled as `zoo.fit.use_xla` compiles a long run;
+  LSTMs, `NativeLSTM` for the others), compiled as `zoo.fit.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
+- `native`: `zoo.fused.NativeLSTM` (the zoo's C++ op) for every LSTM layer, without XLA;
   configurations that build the same network compiled the same way are timed once.
 
 On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with Keras' default
@@ -326,13 +327,16 @@ def bench_model(name: str, args, client) -> dict:
         layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
         signature = (layers, bool(model.jit_compile))
         if config == "zoo":
-            from zoo.fused import FusedLSTM, fused_path_available
+            from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available
+            from zoo.fused import native_path_available
 
-            uses_fused = fused_path_available() and any(
-                isinstance(layer, FusedLSTM) for layer in model._flatten_layers()
-            )
+            kinds = {type(layer) for layer in model._flatten_layers()}
             compiler = "torch.compile" if args.backend == "torch" else "XLA"
-            zoo_uses = "FusedLSTM" if uses_fused else (compiler if model.jit_compile else "default")
+            zoo_uses = compiler if model.jit_compile else "default"
+            if fused_path_available() and FusedLSTM in kinds:
+                zoo_uses = "FusedLSTM"
+            if native_path_available() and NativeLSTM in kinds:
+                zoo_uses = "NativeLSTM" if zoo_uses == "default" else f"NativeLSTM, {zoo_uses}"
         twin = built.get(signature)
         if twin is not None:  # the same network compiled the same way: time it once
             same_as[config] = twin
