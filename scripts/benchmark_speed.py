@@ -327,8 +327,7 @@ def bench_model(name: str, args, client) -> dict:
         layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
         signature = (layers, bool(model.jit_compile))
         if config == "zoo":
-            from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available
-            from zoo.fused import native_path_available
+            from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
             kinds = {type(layer) for layer in model._flatten_layers()}
             compiler = "torch.compile" if args.backend == "torch" else "XLA"
