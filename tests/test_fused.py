@@ -198,6 +198,18 @@ def test_native_lstm_carries_state_like_keras():
         np.testing.assert_allclose(layers[1](_x(seed)), layers[0](_x(seed)), atol=1e-5)
 
 
+@needs_native
+def test_recurrent_dropout_keeps_keras_loop_and_xla():
+    """The op does no recurrent dropout: such a layer is Keras' LSTM, and XLA still pays."""
+
+    def single(layer):
+        inputs = keras.Input((STEPS, FEATURES))
+        return keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+
+    assert use_xla(single(NativeLSTM(UNITS, recurrent_dropout=0.3)), "auto", XLA_MIN_SAMPLE_STEPS)
+    assert not use_xla(single(NativeLSTM(UNITS)), "auto", XLA_MIN_SAMPLE_STEPS)
+
+
 @needs_tf
 def test_native_lstm_without_its_op_is_keras(tmp_path):
     """No compiler (and an empty build cache): one line says why, and the layer is Keras' LSTM,
