@@ -5,10 +5,11 @@ steps, 9 channels, 6 classes, Adam), timed in turns within one run so that the l
 machine hits them alike; ratios are medians of the per-round ratios. On `--backend tensorflow`:
 
 - `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
-  LSTMs), compiled as `zoo.fit.use_xla` compiles a long run;
+  LSTMs, `NativeLSTM` for the others), compiled as `zoo.fit.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
+- `native`: `zoo.fused.NativeLSTM` (the zoo's C++ op) for every LSTM layer, without XLA;
   configurations that build the same network compiled the same way are timed once.
 
 On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with Keras' default
@@ -256,7 +257,7 @@ def keras_configs(name: str, backend: str) -> dict:
 
     from zoo import create_model
     from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
-    from zoo.fused import FusedLSTM
+    from zoo.fused import FusedLSTM, NativeLSTM
 
     def build(cls, jit):
         def make():
@@ -279,6 +280,7 @@ def keras_configs(name: str, backend: str) -> dict:
         "keras": build(keras.layers.LSTM, False),
         "keras_xla": build(keras.layers.LSTM, True),
         "fused": build(FusedLSTM, False),
+        "native": build(NativeLSTM, False),
     }
 
 
@@ -325,13 +327,15 @@ def bench_model(name: str, args, client) -> dict:
         layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
         signature = (layers, bool(model.jit_compile))
         if config == "zoo":
-            from zoo.fused import FusedLSTM, fused_path_available
+            from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
-            uses_fused = fused_path_available() and any(
-                isinstance(layer, FusedLSTM) for layer in model._flatten_layers()
-            )
+            kinds = {type(layer) for layer in model._flatten_layers()}
             compiler = "torch.compile" if args.backend == "torch" else "XLA"
-            zoo_uses = "FusedLSTM" if uses_fused else (compiler if model.jit_compile else "default")
+            zoo_uses = compiler if model.jit_compile else "default"
+            if fused_path_available() and FusedLSTM in kinds:
+                zoo_uses = "FusedLSTM"
+            if native_path_available() and NativeLSTM in kinds:
+                zoo_uses = "NativeLSTM" if zoo_uses == "default" else f"NativeLSTM, {zoo_uses}"
         twin = built.get(signature)
         if twin is not None:  # the same network compiled the same way: time it once
             same_as[config] = twin
@@ -395,6 +399,7 @@ KERAS_LABELS = {
     "keras": "keras (TF default)",
     "keras_xla": "keras jit_compile=True",
     "fused": "FusedLSTM everywhere",
+    "native": "NativeLSTM everywhere",
 }
 
 

@@ -1,4 +1,5 @@
-"""`zoo.fused.FusedLSTM` is `keras.layers.LSTM`: same outputs and gradients, saves, trains."""
+"""`zoo.fused.FusedLSTM` and `NativeLSTM` are `keras.layers.LSTM`: same outputs and gradients,
+save, train; `NativeLSTM` falls back to Keras' loop where its C++ op cannot be had."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
-from zoo.fused import FusedLSTM, fused_path_available
+from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
 BATCH, STEPS, FEATURES, UNITS = 4, 11, 3, 5
 
@@ -16,8 +17,11 @@ def _x(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
 
 
-def _pair(**kwargs):
-    """A keras LSTM with perturbed weights (a non-trivial forget bias too) and a FusedLSTM
+LAYERS = pytest.mark.parametrize("cls", [FusedLSTM, NativeLSTM], ids=lambda c: c.__name__)
+
+
+def _pair(cls=FusedLSTM, **kwargs):
+    """A keras LSTM with perturbed weights (a non-trivial forget bias too) and a `cls` layer
     built with the same arguments and given the same weights."""
     reference = keras.layers.LSTM(UNITS, **kwargs)
     reference.build((None, STEPS, FEATURES))
@@ -26,7 +30,7 @@ def _pair(**kwargs):
         w + 0.5 * rng.normal(size=w.shape).astype("float32") for w in reference.get_weights()
     ]
     reference.set_weights(weights)
-    fused = FusedLSTM(UNITS, **kwargs)
+    fused = cls(UNITS, **kwargs)
     fused.build((None, STEPS, FEATURES))
     fused.set_weights(weights)
     return reference, fused
@@ -52,6 +56,7 @@ needs_tf = pytest.mark.skipif(
 
 
 @needs_tf
+@LAYERS
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -64,8 +69,8 @@ needs_tf = pytest.mark.skipif(
     ],
     ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
 )
-def test_same_outputs_and_gradients_as_keras_lstm(kwargs):
-    reference, fused = _pair(**kwargs)
+def test_same_outputs_and_gradients_as_keras_lstm(cls, kwargs):
+    reference, fused = _pair(cls, **kwargs)
     x = _x()
     out_ref, grad_ref = _outputs_and_gradients(reference, x)
     out_fused, grad_fused = _outputs_and_gradients(fused, x)
@@ -76,8 +81,9 @@ def test_same_outputs_and_gradients_as_keras_lstm(kwargs):
 
 
 @needs_tf
-def test_initial_state_is_used():
-    reference, fused = _pair(return_sequences=True)
+@LAYERS
+def test_initial_state_is_used(cls):
+    reference, fused = _pair(cls, return_sequences=True)
     rng = np.random.default_rng(2)
     state = [rng.normal(size=(BATCH, UNITS)).astype("float32") for _ in range(2)]
     np.testing.assert_allclose(
@@ -85,9 +91,10 @@ def test_initial_state_is_used():
     )
 
 
-def test_mask_falls_back_to_the_keras_loop():
+@LAYERS
+def test_mask_falls_back_to_the_keras_loop(cls):
     """A mask is not something the fused kernel can do: the layer uses Keras' loop instead."""
-    reference, fused = _pair(return_sequences=True)
+    reference, fused = _pair(cls, return_sequences=True)
     x = _x()
     x[:, -4:] = 0.0
     mask = np.ones((BATCH, STEPS), dtype=bool)
@@ -106,32 +113,35 @@ def test_uses_the_fused_kernel_on_tensorflow_cpu():
     assert "BlockLSTM" in {op.type for op in graph.graph.get_operations()}
 
 
-def _model(layer_cls):
+def _model(layer_cls=FusedLSTM):
     inputs = keras.Input((STEPS, FEATURES))
     h = keras.layers.Bidirectional(layer_cls(UNITS, return_sequences=True), name="bi")(inputs)
     h = layer_cls(UNITS, dropout=0.1, name="top")(h)
     return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
 
 
-def test_save_and_load_round_trip(tmp_path):
-    model = _model(FusedLSTM)
+@LAYERS
+def test_save_and_load_round_trip(tmp_path, cls):
+    model = _model(cls)
     x = _x()
     path = tmp_path / "fused.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded.get_layer("top"), FusedLSTM)
+    assert type(loaded.get_layer("top")) is cls
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_weights_interchange_with_a_keras_model():
-    fused, plain = _model(FusedLSTM), _model(keras.layers.LSTM)
+@LAYERS
+def test_weights_interchange_with_a_keras_model(cls):
+    fused, plain = _model(cls), _model(keras.layers.LSTM)
     plain.set_weights(fused.get_weights())
     x = _x()
     np.testing.assert_allclose(fused.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-5)
 
 
-def test_training_lowers_the_loss():
-    model = _model(FusedLSTM)
+@LAYERS
+def test_training_lowers_the_loss(cls):
+    model = _model(cls)
     model.compile(
         optimizer=keras.optimizers.Adam(0.02),
         loss="sparse_categorical_crossentropy",
@@ -159,3 +169,77 @@ def test_one_xla_policy_counts_the_compile_time():
     single = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GRU(UNITS)(inputs)))
     assert use_xla(single, "auto", long) is True
     assert use_xla(single, "auto", long - 1) is False  # too short to pay for the compile
+
+
+needs_native = pytest.mark.skipif(
+    not native_path_available(), reason="no C++ compiler or not TensorFlow on CPU"
+)
+
+
+@needs_native
+def test_native_lstm_runs_the_cpp_op():
+    import tensorflow as tf
+
+    layer = NativeLSTM(UNITS)
+    assert not layer.supports_jit
+    graph = tf.function(layer).get_concrete_function(tf.TensorSpec((None, STEPS, FEATURES)))
+    assert "ZooLstmForward" in {op.type for op in graph.graph.get_operations()}
+
+
+@needs_native
+def test_native_lstm_carries_state_like_keras():
+    """Stateful: the second call starts from the first call's final state, as in Keras."""
+    layers = []
+    for cls in (keras.layers.LSTM, NativeLSTM):
+        inputs = keras.Input(batch_shape=(BATCH, None, FEATURES))
+        layers.append(keras.Model(inputs, cls(UNITS, stateful=True, seed=0)(inputs)))
+    layers[1].set_weights(layers[0].get_weights())
+    for seed in (5, 6):
+        np.testing.assert_allclose(layers[1](_x(seed)), layers[0](_x(seed)), atol=1e-5)
+
+
+@needs_native
+def test_recurrent_dropout_keeps_keras_loop_and_xla():
+    """The op does no recurrent dropout: such a layer is Keras' LSTM, and XLA still pays."""
+
+    def single(layer):
+        inputs = keras.Input((STEPS, FEATURES))
+        return keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+
+    assert use_xla(single(NativeLSTM(UNITS, recurrent_dropout=0.3)), "auto", XLA_MIN_SAMPLE_STEPS)
+    assert not use_xla(single(NativeLSTM(UNITS)), "auto", XLA_MIN_SAMPLE_STEPS)
+
+
+@needs_tf
+def test_native_lstm_without_its_op_is_keras(tmp_path):
+    """No compiler (and an empty build cache): one line says why, and the layer is Keras' LSTM,
+    XLA allowed. `RNN_ZOO_NATIVE=0` turns the op off."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, numpy as np, keras\n"
+        "from zoo.fused import NativeLSTM\n"
+        "from zoo.kernels import lstm_op, lstm_op_status\n"
+        "x = np.random.default_rng(0).normal(size=(2, 7, 3)).astype('float32')\n"
+        "a, b = keras.layers.LSTM(4), NativeLSTM(4)\n"
+        "a.build(x.shape); b.build(x.shape); b.set_weights(a.get_weights())\n"
+        "print(b.supports_jit, float(np.abs(a(x) - b(x)).max()))\n"
+        "print(lstm_op_status())\n"
+        "os.environ['RNN_ZOO_NATIVE'] = '0'; lstm_op.cache_clear()\n"
+        "print(lstm_op_status())\n"
+    )
+    env = {**os.environ, "RNN_ZOO_CACHE": str(tmp_path), "CXX": "no-such-compiler"}
+    env["KERAS_BACKEND"] = "tensorflow"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    jit_and_diff, no_compiler, turned_off = done.stdout.strip().splitlines()[-3:]
+    supports_jit, diff = jit_and_diff.split()
+    assert supports_jit == "True" and float(diff) < 1e-6
+    assert no_compiler == "no C++ compiler: no-such-compiler not found"
+    assert turned_off == "turned off by RNN_ZOO_NATIVE=0"
+    assert not list(tmp_path.rglob("*.so"))

@@ -10,7 +10,8 @@ moved into export/ only when it is complete.
 Why the model is rewritten before TFLite and ONNX: `zoo.fused.FusedLSTM` runs TensorFlow's
 `BlockLSTM` op, which is no TFLite builtin; it has exactly `keras.layers.LSTM`'s weights, so the
 export uses a copy of the model with plain LSTM layers (the SavedModel keeps the fused op, a
-TensorFlow op that TensorFlow Serving runs). TFLite needs a static input shape (with a dynamic
+TensorFlow op that TensorFlow Serving runs). `zoo.fused.NativeLSTM` runs the zoo's own C++ op,
+which no runtime but the zoo's has: every format gets plain LSTM layers in its place. TFLite needs a static input shape (with a dynamic
 one the converter fails on the recurrent loop's tensor lists), so the TFLite file takes one
 window of the test split's (steps, features) at a time.
 """
@@ -68,9 +69,10 @@ def _require(module: str, fmt: str):
         raise ExportError(f"--format {fmt} needs the {module} package: {INSTALL_HINT}") from None
 
 
-def plain_keras(model):
-    """`model` with every `FusedLSTM` (TensorFlow's BlockLSTM op) a plain `keras.layers.LSTM`,
-    same weights; `model` itself when it has none. Works inside Bidirectional and nested models.
+def plain_keras(model, names=("zoo>FusedLSTM", "zoo>NativeLSTM")):
+    """`model` with every layer registered as one of `names` (`FusedLSTM`: TensorFlow's BlockLSTM
+    op; `NativeLSTM`: the zoo's C++ op) a plain `keras.layers.LSTM`, same weights; `model` itself
+    when it has none. Works inside Bidirectional and nested models.
     """
     import keras
 
@@ -82,7 +84,7 @@ def plain_keras(model):
         if not isinstance(obj, dict):
             return obj
         obj = {key: swap(value) for key, value in obj.items()}
-        if obj.get("registered_name") == "zoo>FusedLSTM":
+        if obj.get("registered_name") in names:
             obj.update(module="keras.layers", class_name="LSTM", registered_name=None)
             changed.append(obj)
         return obj
@@ -139,6 +141,7 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
     # any number of steps, unless the model fixes them (window features: of a whole window)
     spec = keras.InputSpec(shape=(None, model.input_shape[1], features), dtype="float32")
     if fmt == "saved_model":
+        model = plain_keras(model, ("zoo>NativeLSTM",))  # TensorFlow Serving lacks the zoo's op
         try:
             with _quiet_stderr():
                 model.export(path, format="tf_saved_model", input_signature=[spec], verbose=False)

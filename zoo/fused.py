@@ -1,4 +1,10 @@
-"""Faster recurrent layers for TensorFlow on CPU: `FusedLSTM`, a drop-in `keras.layers.LSTM`.
+"""Faster recurrent layers for TensorFlow on CPU: `FusedLSTM` and `NativeLSTM`, drop-in
+`keras.layers.LSTM`s.
+
+`NativeLSTM` (the zoo's `lstm` and `stacked_lstm`) runs the whole time loop, forward and
+backward, in the zoo's own C++ op (`zoo/kernels/lstm_op.cc`, built on first use, see
+`zoo.kernels`); it is plain Keras where the op is not built. `FusedLSTM` (bidirectional LSTMs)
+runs TensorFlow's `BlockLSTM`.
 
 On CPU, Keras runs an LSTM as a `tf.while_loop` of small ops, one iteration a time step, and
 differentiates the loop op by op. TensorFlow ships a fused kernel, `BlockLSTM`, that runs the
@@ -34,7 +40,7 @@ import functools
 
 import keras
 
-__all__ = ["FusedLSTM", "fused_path_available"]
+__all__ = ["FusedLSTM", "NativeLSTM", "fused_path_available", "native_path_available"]
 
 
 @functools.cache
@@ -45,6 +51,28 @@ def fused_path_available() -> bool:
     import tensorflow as tf
 
     return not tf.config.list_logical_devices("GPU")
+
+
+def _kernel_can_run(layer, sequences, mask, training, dtypes) -> bool:
+    """True when a fused kernel computes what `layer`'s Keras loop would: no mask, no recurrent
+    dropout while training, no unroll, tanh and sigmoid, a dtype in `dtypes`."""
+    cell = layer.cell
+    return (
+        mask is None
+        and not layer.unroll
+        and not (training and layer.recurrent_dropout)
+        and cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and keras.backend.standardize_dtype(sequences.dtype) in dtypes
+    )
+
+
+def _input_dropout(layer, sequences, training):
+    """The cell's input dropout for a whole-sequence kernel: one mask a sequence, as the cell
+    and Keras' cuDNN path."""
+    if not (training and layer.dropout):
+        return sequences
+    return sequences * keras.ops.expand_dims(layer.cell.get_dropout_mask(sequences[:, 0, :]), 1)
 
 
 def _to_icfo(t, axis: int):
@@ -69,15 +97,8 @@ class FusedLSTM(keras.layers.LSTM):
             self.supports_jit = False  # BlockLSTM has no XLA kernel
 
     def _fused_ok(self, sequences, mask, training) -> bool:
-        cell = self.cell
-        return (
-            fused_path_available()
-            and mask is None
-            and not self.unroll
-            and not (training and self.recurrent_dropout)
-            and cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and keras.backend.standardize_dtype(sequences.dtype) in ("float32", "float16")
+        return fused_path_available() and _kernel_can_run(
+            self, sequences, mask, training, ("float32", "float16")
         )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -86,8 +107,7 @@ class FusedLSTM(keras.layers.LSTM):
         import tensorflow as tf
 
         cell = self.cell
-        if training and self.dropout:  # one mask a sequence, as the cell and Keras' cuDNN path
-            sequences = sequences * tf.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
+        sequences = _input_dropout(self, sequences, training)
         h0, c0 = initial_state
         x = tf.transpose(sequences, [1, 0, 2])  # BlockLSTM is time-major
         if self.go_backwards:
@@ -115,3 +135,50 @@ class FusedLSTM(keras.layers.LSTM):
         last = h[-1]
         outputs = tf.transpose(h, [1, 0, 2]) if self.return_sequences else tf.expand_dims(last, 1)
         return last, outputs, [last, cs[-1]]
+
+
+def native_path_available() -> bool:
+    """True where `NativeLSTM` runs the zoo's C++ op: TensorFlow without a GPU, and the op built
+    (`zoo.kernels.lstm_op_status()` says why not)."""
+    from zoo.kernels import lstm_op
+
+    return fused_path_available() and lstm_op() is not None
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class NativeLSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` whose whole time loop, forward and backward, runs in C++ on CPU.
+
+    Takes `keras.layers.LSTM`'s arguments and has its weights. The input projection of all steps
+    is one matmul, the recurrence the zoo's op (`zoo/kernels/lstm_op.cc`, built on first use):
+    each thread of TensorFlow's intra-op pool runs every step for its block of the batch. Where
+    the op cannot run (no compiler, another backend, a GPU, a mask, unroll, a dtype other than
+    float32, other activations) it is Keras' own loop, with XLA allowed where the op is not
+    built. A layer with recurrent dropout always runs Keras' loop, XLA allowed, so a model with
+    it (the `har_lstm` preset) keeps XLA's speed-up.
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        self._native = native_path_available() and not self.recurrent_dropout
+        if self._native:
+            self.supports_jit = False  # a custom op has no XLA kernel
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        if not (self._native and _kernel_can_run(self, sequences, mask, training, ("float32",))):
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        import tensorflow as tf
+
+        from zoo.kernels import lstm_op
+
+        cell = self.cell
+        x = _input_dropout(self, sequences, training)
+        if self.go_backwards:
+            x = tf.reverse(x, [1])
+        gx = tf.einsum("btd,dg->btg", x, cell.kernel)
+        if cell.use_bias:
+            gx = gx + cell.bias
+        h, c, _ = lstm_op().zoo_lstm_forward(gx, *initial_state, cell.recurrent_kernel)
+        last = h[:, -1]
+        outputs = h if self.return_sequences else tf.expand_dims(last, 1)
+        return last, outputs, [last, c[:, -1]]

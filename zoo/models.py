@@ -90,14 +90,15 @@ def _fraction(value) -> bool:
 
 def layer_class(cell: str, bidirectional: bool):
     """The Keras layer class of a recurrent layer. TensorFlow's fused LSTM kernel trains
-    bidirectional LSTMs 1.35-1.7x faster on CPU (scripts/benchmark_speed.py); elsewhere Keras'
-    own layers win."""
+    bidirectional LSTMs 1.35-1.7x faster on CPU, the zoo's C++ LSTM op (`NativeLSTM`) single and
+    stacked ones 1.1-3x faster than Keras (5 of 6 interleaved runs; scripts/benchmark_speed.py;
+    it is Keras' LSTM where the op cannot be built); elsewhere Keras' own layers win."""
     import keras
 
-    from zoo.fused import FusedLSTM
+    from zoo.fused import FusedLSTM, NativeLSTM
 
     if cell == "lstm":
-        return FusedLSTM if bidirectional else keras.layers.LSTM
+        return FusedLSTM if bidirectional else NativeLSTM
     return {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU}[cell]
 
 
