@@ -235,8 +235,7 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     or inf raises `Diverged`; the folder then keeps config.json and history.csv, and no model
     or metrics. Under `--distribute`, compile and fit run in the strategy's scope."""
     earlier = read_history(folder / "history.csv") if (folder / "backup").is_dir() else None
-    if earlier is None:
-        runs.write_config(folder, config, task, model.count_params())
+    runs.write_config(folder, config, task, model.count_params())
     x, y, w = task.split("train")
     choice = config.get("distribute", "none")
     with distribute.scope(choice):

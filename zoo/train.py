@@ -156,8 +156,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "--resume",
         metavar="RUN_DIR",
         help="continue a run that stopped before its end (killed, or a worker lost) from its "
-        "last finished epoch, with its own settings; with --distribute multi_worker, on every "
-        "worker",
+        "last finished epoch, with its own settings (--epochs: a new total); with --distribute "
+        "multi_worker, on every worker",
     )
     p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
     p.add_argument(
@@ -229,7 +229,8 @@ def resume_config(args) -> dict:
     the backup of its last epoch; only --distribute may change."""
     from pathlib import Path
 
-    given = [k for k, v in vars(args).items() if v and k not in ("resume", "distribute", "quiet")]
+    keep = ("resume", "distribute", "quiet", "epochs")
+    given = [k for k, v in vars(args).items() if v and k not in keep]
     if given:
         raise ValueError(
             f"--resume continues a run with its own settings; drop {given[0].replace('_', '-')}"
@@ -252,6 +253,8 @@ def resume_config(args) -> dict:
     config.setdefault("distribute", "none")
     if args.distribute:
         config["distribute"] = args.distribute
+    if args.epochs:
+        config["epochs"] = args.epochs
     return config
 
 
@@ -364,15 +367,18 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
         if config.get("distribute") != "multi_worker" or not distribute.lost_worker(err):
             raise
         where = folder if distribute.is_chief("multi_worker") else "RUN_DIR (the chief's)"
-        said = str(err).split("}}")[-1].strip().splitlines()[0]
         print(
-            f"{parser.prog}: error: a worker died or stopped answering ({said}); the checkpoint "
+            f"{parser.prog}: error: a worker died or stopped answering "
+            f"({distribute.lost_tasks(err)}); the checkpoint "
             f"and the last epoch's backup are kept: on every worker run python -m zoo.train "
             f"--resume {where} --distribute multi_worker",
             file=sys.stderr,
         )
         return 1
-    print(f"Run folder: {folder}")
+    chief = distribute.is_chief(config.get("distribute", "none"))
+    print(
+        f"Run folder: {folder}" if chief else "Run folder: the chief's (this worker's is removed)"
+    )
     print(
         f"{config['task']} {config['model']}: {headline(task, metrics)}, "
         f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s"
