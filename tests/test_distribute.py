@@ -156,7 +156,16 @@ def test_workers_train_together_survive_a_killed_worker_and_resume(tmp_path, sin
         (["--distribute", "mirrored", "--ensemble", "2"], {}, "drop --ensemble"),
         (["--distribute", "mirrored"], {"KERAS_BACKEND": "torch"}, "not torch"),
         (
-            ["--distribute", "mirrored", "--task-option", "stateful=true"],
+            [
+                "--distribute",
+                "mirrored",
+                "--task-option",
+                "stateful=true",
+                "--task-option",
+                "series_length=9000",
+                "--task-option",
+                "streams=4",
+            ],
             {},
             "stateful task's streams",
         ),
