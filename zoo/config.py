@@ -20,6 +20,7 @@ DEFAULTS = {
     "seed": 0,
     "ensemble": 1,
     "jit_compile": "auto",
+    "distribute": "none",
 }
 TRAINING_KEYS = (
     "epochs",
@@ -31,6 +32,7 @@ TRAINING_KEYS = (
     "seed",
     "ensemble",
     "jit_compile",
+    "distribute",
 )
 RUN_KEYS = ("task", "model", "data", "out", "task_options", "preset")
 MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)

@@ -8,6 +8,7 @@ leave a run folder (`zoo.runs`).
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import math
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoo import runs
+from zoo import distribute, runs
 from zoo.buckets import LengthBatches
 from zoo.config import JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS, model_settings
 from zoo.fused import fused_path_available
@@ -145,10 +146,14 @@ def compile_model(
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Keep the best model so far at `path`, written atomically (Keras' ModelCheckpoint is not)."""
 
-    def __init__(self, path, monitor: str, mode: str):
+    def __init__(self, path, monitor: str, mode: str, history: dict | None = None):
         super().__init__()
         self.path, self.monitor, self.mode = Path(path), monitor, mode
         self.best = -np.inf if mode == "max" else np.inf
+        earlier = [v for v in (history or {}).get(monitor, []) if np.isfinite(v)]
+        if earlier:  # a resumed run: the checkpoint holds the best of the epochs before
+            self.best = max(earlier) if mode == "max" else min(earlier)
+        self.saved = False
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -156,6 +161,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             return
         if (value > self.best) if self.mode == "max" else (value < self.best):
             self.best = value
+            self.saved = True
             runs.save_model(self.model, self.path)
 
 
@@ -220,29 +226,43 @@ def build_model(config: dict, task: Task) -> keras.Model:
     )
 
 
+def read_history(path: Path) -> dict:
+    """history.csv as `fit` returns its history: a list of values per column."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+
+
 def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1) -> dict:
     """Compile, fit with early stopping and checkpoints, evaluate on test, save everything.
 
-    A loss that turns NaN or inf raises `Diverged`; the folder then keeps config.json and
-    history.csv, and no model or metrics."""
+    Every epoch is backed up in backup/ (Keras' BackupAndRestore), removed when fit ends; a
+    folder that still has one resumes from its last epoch (`--resume`). A loss that turns NaN
+    or inf raises `Diverged`; the folder then keeps config.json and history.csv, and no model
+    or metrics. Under `--distribute`, compile and fit run in the strategy's scope."""
+    earlier = read_history(folder / "history.csv") if (folder / "backup").is_dir() else None
     runs.write_config(folder, config, task, model.count_params())
     x, y, w = task.split("train")
-    compile_model(
-        model,
-        task,
-        optimizer=config["optimizer"],
-        learning_rate=config.get("learning_rate"),
-        lr_schedule=config["lr_schedule"],
-        decay_steps=config["epochs"] * math.ceil(len(x) / config["batch_size"]),
-        jit_compile=config["jit_compile"],
-        epochs=config["epochs"],
-    )
+    choice = config.get("distribute", "none")
+    with distribute.scope(choice):
+        compile_model(
+            model,
+            task,
+            optimizer=config["optimizer"],
+            learning_rate=config.get("learning_rate"),
+            lr_schedule=config["lr_schedule"],
+            decay_steps=config["epochs"] * math.ceil(len(x) / config["batch_size"]),
+            jit_compile=distribute.jit_compile(choice, config["jit_compile"]),
+            epochs=config["epochs"],
+        )
     callbacks = fit_callbacks(task, patience=config["patience"])
     monitor, mode = task.objective
+    checkpoint = AtomicCheckpoint(folder / "model.keras", monitor, mode, earlier)
     callbacks += [
-        AtomicCheckpoint(folder / "model.keras", monitor, mode),
-        keras.callbacks.CSVLogger(str(folder / "history.csv")),
+        checkpoint,
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=earlier is not None),
         keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
+        keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True),
     ]
     # a stateful task's batches follow each other, unshuffled
     data = dict(x=x, y=y, sample_weight=w, shuffle=not task.stateful_batch)
@@ -252,19 +272,24 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     started = time.perf_counter()
     interrupted = False
     try:
-        history = model.fit(
-            **data,
-            validation_data=validation_data(task),
-            epochs=config["epochs"],
-            callbacks=callbacks,
-            verbose=verbose,
-        ).history
+        with distribute.scope(choice):
+            history = model.fit(
+                **data,
+                validation_data=validation_data(task),
+                epochs=config["epochs"],
+                callbacks=callbacks,
+                verbose=verbose,
+            ).history
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: keeping the best model so far.", file=sys.stderr)
         history = model.history.history if model.history else {}
         if callbacks[0].best_weights is not None:
             model.set_weights(callbacks[0].best_weights)
+    if earlier is not None:  # the whole run's history; the best weights may predate the resume
+        history = read_history(folder / "history.csv")
+        if not checkpoint.saved and (folder / "model.keras").is_file():
+            model.set_weights(runs.load_model(folder / "model.keras").get_weights())
     try:
         check_finite_history(history)
     except Diverged:

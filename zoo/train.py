@@ -9,6 +9,8 @@ and `--list` import no Keras, so they answer at once.
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 import sys
 
 from zoo.cli import Parser, non_negative_float, non_negative_int, positive_int
@@ -20,6 +22,7 @@ from zoo.config import (
     OPTIMIZERS,
     SMALL_DATA,
 )
+from zoo.distribute import CHOICES as DISTRIBUTE_CHOICES
 from zoo.registry import UnknownNameError
 
 ENVIRONMENT = (
@@ -143,6 +146,21 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "recurrent layer, a long run; see README, Speed) "
         f"({default('jit_compile', DEFAULTS['jit_compile'])})",
     )
+    p.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_CHOICES,
+        help="train on more than one device: mirrored = every local device (TensorFlow's "
+        "MirroredStrategy, JAX's DataParallel), multi_worker = every worker in TF_CONFIG "
+        "(TensorFlow); --batch-size is the global batch (see README, Distributed training) "
+        f"({default('distribute', DEFAULTS['distribute'])})",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run that stopped before its end (killed, or a worker lost) from its "
+        "last finished epoch, with its own settings (--epochs: a new total); with --distribute "
+        "multi_worker, on every worker",
+    )
     p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
     p.add_argument(
         "--task-option",
@@ -202,23 +220,80 @@ def configure(args) -> dict:
     from zoo.cli import parse_assignments
     from zoo.config import resolve
 
-    skip = ("list", "quiet", "hparams", "task_option", "preset")
+    skip = ("list", "quiet", "hparams", "task_option", "preset", "resume")
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     options = parse_assignments(args.task_option, "--task-option")
     return resolve(flags, preset=args.preset, hparams=args.hparams, task_options=options)
+
+
+def resume_config(args) -> dict:
+    """The configuration of the run in --resume RUN_DIR (its config.json), which must still have
+    the backup of its last epoch; only --distribute may change."""
+    from pathlib import Path
+
+    keep = ("resume", "distribute", "quiet", "epochs")
+    given = [k for k, v in vars(args).items() if v and k not in keep]
+    if given:
+        raise ValueError(
+            f"--resume continues a run with its own settings; drop {given[0].replace('_', '-')}"
+        )
+    folder = Path(args.resume)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"--resume: no run at {folder} (no config.json)")
+    if not (folder / "backup").is_dir():
+        raise ValueError(
+            f"--resume: {folder} has no backup/ to resume from (the run ended, or stopped "
+            "before its first epoch ended)"
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text())["hyperparameters"]
+    except (json.JSONDecodeError, KeyError) as err:
+        raise ValueError(
+            f"--resume: {folder / 'config.json'} is not a run's config ({err})"
+        ) from None
+    config["out"] = str(folder)
+    config.setdefault("distribute", "none")
+    if args.distribute:
+        config["distribute"] = args.distribute
+    if args.epochs:
+        config["epochs"] = args.epochs
+    return config
+
+
+def run_folder(config: dict, resume: bool):
+    """Where this process writes: the run folder (new unless resumed), or, on a multi_worker
+    worker other than the chief, a temporary folder (a copy of the run when resuming)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from zoo.distribute import is_chief
+    from zoo.runs import new_run_folder
+
+    if is_chief(config.get("distribute", "none")):
+        if resume:
+            return Path(config["out"])
+        return new_run_folder(config["task"], config["model"], config.get("out"))
+    folder = Path(tempfile.mkdtemp(prefix="rnn-zoo-worker-"))
+    if resume:
+        shutil.copytree(config["out"], folder, dirs_exist_ok=True)
+    return folder
 
 
 def prepare(config: dict):
     """Load the task and build the model, so bad input fails before anything is written."""
     import keras
 
+    from zoo import distribute
     from zoo.config import check_pairing, load_task, small_data_note, training_defaults_for
     from zoo.fit import build_model
 
     keras.utils.set_random_seed(config["seed"])
     task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
-    model = build_model(config, task)
+    distribute.check(config, bool(task.stateful_batch))
+    with distribute.scope(config.get("distribute", "none")):
+        model = build_model(config, task)
     chosen = training_defaults_for(task)
     if not all(key in config for key in chosen):
         note = small_data_note(task, chosen)
@@ -248,22 +323,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(list_everything())
         return 0
-    from zoo import backend
+    from zoo import backend, distribute
     from zoo.tasks.base import DataError
 
     try:
         backend.load()
-        config = configure(args)
+        config = resume_config(args) if args.resume else configure(args)
+        if backend.name() == "tensorflow":
+            distribute.split_cpu()  # before TensorFlow sets up its devices
         task, model = prepare(config)
-        from zoo.runs import new_run_folder
-
-        folder = new_run_folder(config["task"], config["model"], config.get("out"))
+        folder = run_folder(config, bool(args.resume))
     except (UnknownNameError, DataError, ValueError) as err:
         parser.error(str(err))
+    try:
+        return run_training(parser, config, task, model, folder, args.quiet)
+    finally:
+        if not distribute.is_chief(config.get("distribute", "none")):
+            shutil.rmtree(folder, ignore_errors=True)  # a worker's files: not the run's
+
+
+def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
+    """Train the prepared model into `folder`; the exit code."""
+    from zoo import distribute
     from zoo.fit import Diverged, train, train_ensemble
     from zoo.scoring import headline
 
-    verbose = 2 if args.quiet or not sys.stdout.isatty() else 1
+    verbose = 2 if quiet or not sys.stdout.isatty() else 1
     preset = f" (preset {config['preset']})" if config.get("preset") else ""
     members = f", ensemble of {config['ensemble']}, each" if config["ensemble"] > 1 else ""
     print(
@@ -280,7 +365,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(f"Run folder: {folder}")
+    except Exception as err:
+        if config.get("distribute") != "multi_worker" or not distribute.lost_worker(err):
+            raise
+        where = folder if distribute.is_chief("multi_worker") else "RUN_DIR (the chief's)"
+        print(
+            f"{parser.prog}: error: a worker died or stopped answering "
+            f"({distribute.lost_tasks(err)}); the checkpoint "
+            f"and the last epoch's backup are kept: on every worker run python -m zoo.train "
+            f"--resume {where} --distribute multi_worker",
+            file=sys.stderr,
+        )
+        return 1
+    chief = distribute.is_chief(config.get("distribute", "none"))
+    print(
+        f"Run folder: {folder}" if chief else "Run folder: the chief's (this worker's is removed)"
+    )
     print(
         f"{config['task']} {config['model']}: {headline(task, metrics)}, "
         f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s"
