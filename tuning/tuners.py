@@ -10,12 +10,10 @@ for too long back for a retry (or fails it once its retries are spent) and forge
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import gc
 import multiprocessing
 import os
-import signal
 import statistics
 import time
 import warnings
@@ -24,12 +22,11 @@ from concurrent.futures.process import BrokenProcessPool
 
 import keras_tuner as kt
 import psutil
-from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
-from tuning import distributed
+from tuning import distributed, isolate
 from tuning.hypermodel import Diverged
 from zoo.registry import Registry
 
@@ -237,39 +234,11 @@ def release_memory() -> None:
         pass
 
 
-def _die_with_parent() -> None:
-    """A trial's process ends when the search's does (Linux), so a killed search leaves no
-    orphan training on."""
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def train_trial(job: dict) -> list[dict]:
-    """In a fresh process: a trial's executions, trained as `ZooTuner.run_trial` trains them in
-    the search's process; the best epoch's weights go to the trial's checkpoint. Returns each
-    execution's history (a dict)."""
-    hypermodel, hp = job["hypermodel"], kt.HyperParameters.from_config(job["hp"])
-    saver = tuner_utils.SaveBestEpoch(job["objective"], job["checkpoint"])
-    histories = []
-    for execution in range(job["executions"]):
-        hypermodel.execution = execution
-        model = hypermodel.build(hp)
-        if job["warm_start"]:  # hyperband: go on from an earlier round's trial
-            model.load_weights(job["warm_start"])
-        callbacks = [*copy.deepcopy(job["callbacks"]), saver]
-        history = hypermodel.fit(hp, model, callbacks=callbacks, **job["fit"])
-        kt_utils.save_json(job["build_config"], model.get_build_config())
-        histories.append(history.history)
-    return histories
-
-
 class ZooTuner(kt.Tuner):
     """A keras-tuner `Tuner` that records seconds, epochs run and RSS in each trial's metrics,
     and runs the chief's server and the workers' heartbeat in distributed mode.
 
-    With `isolate_trials`, each trial trains in a fresh process (`train_trial`), so the memory
+    With `isolate_trials`, each trial trains in a fresh process (`tuning.isolate`), so the memory
     a trial leaves behind in TensorFlow goes with its process; this one only keeps the books.
     """
 
@@ -330,9 +299,9 @@ class ZooTuner(kt.Tuner):
             "fit": fit,
         }
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, context, initializer=_die_with_parent) as pool:
+        with ProcessPoolExecutor(1, context, initializer=isolate.start) as pool:
             try:
-                results = pool.submit(train_trial, job).result()
+                results = pool.submit(isolate.train_trial, job).result()
             except BrokenProcessPool as err:
                 raise RuntimeError(f"the trial's process died: {err}") from None
         histories = []
