@@ -9,16 +9,20 @@ and a death signal tied to the search's process), then runs `train_trial`.
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 
 
-def start() -> None:
-    """The trial process's first step: it ends when the search's process does (Linux), so a
-    killed search leaves no orphan training on; TensorFlow's start-up lines are held back."""
+def start(search_pid: int) -> None:
+    """The trial process's first step: it ends when the search's process (`search_pid`) does
+    (Linux), so a killed search leaves no orphan training on; TensorFlow's start-up lines are
+    held back."""
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux
         pass
+    if os.getppid() != search_pid:  # the search died before the line above
+        os._exit(1)
     from zoo import backend
 
     backend.load()

@@ -299,7 +299,7 @@ class ZooTuner(kt.Tuner):
             "fit": fit,
         }
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, context, initializer=isolate.start) as pool:
+        with ProcessPoolExecutor(1, context, isolate.start, (os.getpid(),)) as pool:
             try:
                 results = pool.submit(isolate.train_trial, job).result()
             except BrokenProcessPool as err:
