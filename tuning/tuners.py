@@ -10,7 +10,6 @@ for too long back for a retry (or fails it once its retries are spent) and forge
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import multiprocessing
 import os
@@ -222,18 +221,6 @@ def costs(started: float, epochs_run: list[int]) -> dict[str, float]:
     }
 
 
-def release_memory() -> None:
-    """Free the last trial's models and hand the freed heap back to the system: glibc keeps
-    freed memory in its arenas, which made a long search's RSS grow trial after trial."""
-    import keras
-
-    keras.backend.clear_session()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 class ZooTuner(kt.Tuner):
     """A keras-tuner `Tuner` that records seconds, epochs run and RSS in each trial's metrics,
     and runs the chief's server and the workers' heartbeat in distributed mode.
@@ -361,7 +348,6 @@ class ZooTuner(kt.Tuner):
         if self._heartbeat:
             self._heartbeat.trial_id = None
         super().on_trial_end(trial)
-        release_memory()
 
 
 class ZooHyperband(ZooTuner, kt.Hyperband):
