@@ -15,12 +15,18 @@ frames of 4 steps, written to an npz), `python -m zoo.train TASK MODEL` with no 
 replayed by `python -m zoo.train --hparams`; with `--before DIR`, also the defaults of the code
 in DIR on the npz set. Every run is its own process; logs and run folders are kept in --out.
 
+--mode memory: a HAR search of many cheap trials (frames of 4 steps, 1 epoch, small models) in
+its own process, `python -m tuning.search` of `--code`, with `--search-arg` added (e.g.
+`--search-arg=--isolate-trials`) and `--env NAME=VALUE` set (e.g. MALLOC_ARENA_MAX=2); the
+searching process's RSS after each trial (trials.csv `rss_mb`), and trial 5 against trial 40.
+
     python scripts/benchmark_tuning.py --mode overhead --out /tmp/bench/overhead-new
     PYTHONPATH=/tmp/wt-before python scripts/benchmark_tuning.py --mode overhead --out DIR
     python scripts/benchmark_tuning.py --mode small --har-data ../shared/data/uci_har_dataset.zip
     python scripts/benchmark_tuning.py --mode small --resume --time-budget 30m   # more trials
+    python scripts/benchmark_tuning.py --mode memory --out /tmp/bench/memory
 
-Both modes print Markdown tables and write them, with the raw figures as JSON, to --out.
+Every mode prints Markdown tables and write them, with the raw figures as JSON, to --out.
 """
 
 from __future__ import annotations
@@ -43,10 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--mode", choices=("overhead", "small"), required=True)
+    p.add_argument("--mode", choices=("overhead", "small", "memory"), required=True)
     p.add_argument("--out", default="/tmp/benchmark_tuning", help="folder for runs and tables")
     p.add_argument("--seed", type=int, default=0, help="seed of the searches")
-    p.add_argument("--max-trials", type=int, default=20, help="trials a search")
+    p.add_argument("--max-trials", type=int, help="trials a search (default: 20; memory: 40)")
     o = p.add_argument_group("overhead mode")
     o.add_argument("--code", help="checkout whose zoo and tuning are measured "
                    "(default: first PYTHONPATH entry, else this checkout)")  # fmt: skip
@@ -70,6 +76,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     s.add_argument("--before", help="older checkout whose defaults run on the npz set too")
     s.add_argument("--resume", action="store_true", help="keep finished runs in --out and "
                    "resume the searches (with a new --time-budget) instead of starting afresh")  # fmt: skip
+    m = p.add_argument_group("memory mode (also --code, --har-data)")
+    m.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable of the search process; repeatable",
+    )
+    m.add_argument(
+        "--search-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument of the search, e.g. --search-arg=--isolate-trials",
+    )
+    m.add_argument(
+        "--compare",
+        nargs=2,
+        type=int,
+        default=(5, 40),
+        metavar=("A", "B"),
+        help="trials whose RSS after them is compared",
+    )
     return p.parse_args(argv)
 
 
@@ -379,9 +408,103 @@ def small(args) -> int:
     return 0
 
 
+# --- memory mode -----------------------------------------------------------------------------
+
+MEMORY_SEARCH = [
+    "har",
+    "--task-option",
+    "frame_steps=4",
+    "--tuner",
+    "random",
+    "--epochs",
+    "1",
+    "--models",
+    "lstm,gru,rnn,conv_lstm,attention_lstm,peephole_lstm",
+    "--fix",
+    "units=16,32",
+    "--fix",
+    "depth=1,2",
+    "--fix",
+    "batch_size=128",
+    "--project",
+    "memory",
+    "--overwrite",
+    "--quiet",
+    "--report-rss",
+]
+
+
+def memory(args) -> int:
+    code = Path(args.code or os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or ROOT)
+    out = Path(args.out).resolve()
+    cmd = [
+        "-m",
+        "tuning.search",
+        *MEMORY_SEARCH,
+        "--data",
+        args.har_data,
+        "--max-trials",
+        str(args.max_trials),
+        "--seed",
+        str(args.seed),
+        "--dir",
+        str(out / "search"),
+        *args.search_arg,
+    ]
+    env = dict(e.split("=", 1) for e in args.env)
+    load_before = load_average()
+    os.environ.update(env)
+    seconds, status, text = run(cmd, out / "logs" / "memory-search.log", code.resolve())
+    with open(out / "search" / "memory" / "trials.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    rss = [float(r["rss_mb"]) if r["rss_mb"] else None for r in rows]
+    a, b = args.compare
+    known = len(rss) >= b and rss[a - 1] is not None and rss[b - 1] is not None
+    summary = {
+        "code": f"{code} ({commit_of(code)})",
+        "env": env,
+        "search_args": args.search_arg,
+        "trials": len(rows),
+        "completed": sum(r["status"] == "COMPLETED" for r in rows),
+        f"rss_mb_after_trial_{a}": rss[a - 1] if len(rss) >= a else None,
+        f"rss_mb_after_trial_{b}": rss[b - 1] if len(rss) >= b else None,
+        "growth_mb": rss[b - 1] - rss[a - 1] if known else None,
+        "peak_line": next((ln for ln in text.splitlines() if ln.startswith("Peak RSS")), ""),
+        "search_s": seconds,
+        "mean_trial_s": statistics.mean(float(r["seconds"] or 0) for r in rows) if rows else None,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "exit_status": status,
+        "argv": cmd,
+    }
+    trials = [
+        {
+            "trial": r["trial_id"],
+            "status": r["status"],
+            "model": r.get("model"),
+            "seconds": r["seconds"],
+            "rss_mb": r["rss_mb"],
+        }
+        for r in rows
+    ]
+    head = [{"figure": k, "value": v} for k, v in summary.items() if k != "argv"]
+    write_outputs(
+        out,
+        "memory",
+        {"summary": summary, "trials": trials},
+        [
+            markdown(head, ["figure", "value"]),
+            markdown(trials, ["trial", "status", "model", "seconds", "rss_mb"]),
+        ],
+    )
+    return 0 if status == 0 else 1
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    return overhead(args) if args.mode == "overhead" else small(args)
+    args.max_trials = args.max_trials or (40 if args.mode == "memory" else 20)
+    modes = {"overhead": overhead, "small": small, "memory": memory}
+    return modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ class Diverged(kt.errors.FailedTrialError):
         super().__init__(message)
         self.epochs_run = epochs_run
 
+    def __reduce__(self):  # raised in a trial's own process, re-raised in the search's
+        return type(self), (str(self), self.epochs_run)
+
 
 def bidirectional_twin(model: str) -> str | None:
     """The registered bidirectional version of `model` (`lstm` -> `bilstm`), if there is one."""
@@ -161,7 +164,7 @@ class ZooHyperModel(kt.HyperModel):
                 "search it without the stateful option"
             )
         defaults = training_defaults_for(task)
-        self.task, self.seed = task, seed
+        self.task, self.seed, self.pattern = task, seed, models
         self.patience = patience or defaults["patience"]
         self.epochs = epochs or defaults["epochs"]
         self.execution = 0  # set by the tuner before each execution of a trial
@@ -196,6 +199,12 @@ class ZooHyperModel(kt.HyperModel):
             if takers:
                 self.scopes[key] = None if takers == self.models else takers
         self._check_fixed_values()
+
+    def __reduce__(self):
+        """Pickled as its arguments (its space holds functions), for a trial's own process."""
+        arguments = {"models": self.pattern, "fixed": self.fixed, "seed": self.seed}
+        arguments |= {"patience": self.patience, "epochs": self.epochs}
+        return rebuilt_hypermodel, (self.task, arguments, self.folds)
 
     def _fixed_models(self, task: Task, candidates: list[str]) -> list[str]:
         """The models `--fix model=...` names, each registered and among the candidates."""
@@ -348,3 +357,10 @@ class ZooHyperModel(kt.HyperModel):
         if w is None:
             return (x[fit], y[fit], None), (x[held], y[held])
         return (x[fit], y[fit], w[fit]), (x[held], y[held], w[held])
+
+
+def rebuilt_hypermodel(task: Task, arguments: dict, folds: list) -> ZooHyperModel:
+    """A pickled `ZooHyperModel` again (see its `__reduce__`)."""
+    hypermodel = ZooHyperModel(task, **arguments)
+    hypermodel.folds = folds
+    return hypermodel

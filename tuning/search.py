@@ -186,6 +186,12 @@ def build_parser() -> Parser:
         "resumed (default: no limit)",
     )
     p.add_argument(
+        "--isolate-trials",
+        action="store_true",
+        help="train each trial in a fresh process, so memory stays flat over a long search "
+        "(costs a TensorFlow import, a few seconds, a trial)",
+    )
+    p.add_argument(
         "--quiet", action="store_true", help="no per-trial, per-epoch and progress output"
     )
     d = p.add_argument_group("distributed search")
@@ -378,6 +384,7 @@ def prepare(args):
         overwrite=args.overwrite and role != "worker",  # a worker never deletes the project
     )
     tuner.worker_timeout = args.worker_timeout
+    tuner.isolate_trials = args.isolate_trials
     if role != "worker":  # a worker's oracle is the chief's, over gRPC
         tuner.oracle.set_time_budget(args.time_budget)
         tuner.oracle.progress = not args.quiet
