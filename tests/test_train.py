@@ -247,9 +247,14 @@ def resolved(args: list[str]) -> dict:
 def test_every_preset_resolves_and_builds(name):
     config = resolved(["--preset", name])
     assert config["preset"] == name
-    model = create_model(
-        config["model"], (128, 9), 6, **model_settings(config)
-    )  # fails on any bad value
+    settings = model_settings(config)
+    if config.get("task_options", {}).get("window_features"):  # statistics come from the task
+        from zoo.features import feature_spec
+        from zoo.tasks.har import CHANNELS
+
+        windows = np.random.default_rng(0).normal(size=(8, 128, 9)).astype("float32")
+        settings["preprocessing"] = {"window_features": feature_spec(windows, CHANNELS, 50.0)}
+    model = create_model(config["model"], (128, 9), 6, **settings)  # fails on any bad value
     assert model.count_params() > 0
     assert resolved([config["task"], config["model"], "--preset", name]) == config
 
