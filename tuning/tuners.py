@@ -11,6 +11,7 @@ for too long back for a retry (or fails it once its retries are spent) and forge
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import os
 import statistics
@@ -27,9 +28,16 @@ from keras_tuner.src.engine.trial import Trial, TrialStatus
 
 from tuning import distributed, isolate
 from tuning.hypermodel import Diverged
+from zoo import runs
 from zoo.registry import Registry
 
 TUNERS = Registry("tuner")
+
+
+def _write_json_atomically(path: str, state: dict) -> None:
+    """What keras-tuner's `save_json` writes (`json.dumps(state)`), through a temporary file."""
+    with runs.atomic_write(path) as f:
+        f.write(json.dumps(state))
 
 
 class SupervisedOracle:
@@ -44,7 +52,16 @@ class SupervisedOracle:
     - Too many consecutive failures set `stop_reason` and stop the search (keras-tuner raises from
       inside `end_trial`, which would leave the trial half-ended).
     - On reload, a trial whose end was already recorded is not run again.
+    - oracle.json and each trial.json are written atomically: a kill while keras-tuner writes
+      one leaves the previous version, never a truncated file.
     """
+
+    def save(self):
+        _write_json_atomically(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
+        _write_json_atomically(path, trial.get_state())
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
