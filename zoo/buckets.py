@@ -11,10 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-
-def real_lengths(x: np.ndarray) -> np.ndarray:
-    """Steps before the NaN padding of each sequence of `x` (see `zoo.tasks.pad_ragged`)."""
-    return (~np.isnan(x).all(axis=-1)).sum(axis=1)
+from zoo.tasks.base import real_steps
 
 
 class LengthBatches(keras.utils.PyDataset):
@@ -26,7 +23,7 @@ class LengthBatches(keras.utils.PyDataset):
     def __init__(self, x, y, w=None, *, batch_size: int = 32, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.x, self.y, self.w, self.batch_size = x, y, w, batch_size
-        self.lengths = real_lengths(x)
+        self.lengths = real_steps(x).sum(axis=1)  # steps before the NaN padding
         self.per_step = y.ndim >= 2 and y.shape[1] == x.shape[1]
         self.rng = np.random.default_rng(seed)
         self.on_epoch_end()

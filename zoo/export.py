@@ -11,8 +11,9 @@ Why the model is rewritten before TFLite and ONNX: `zoo.fused.FusedLSTM` runs Te
 `BlockLSTM` op, which is no TFLite builtin; it has exactly `keras.layers.LSTM`'s weights, so the
 export uses a copy of the model with plain LSTM layers (the SavedModel keeps the fused op, a
 TensorFlow op that TensorFlow Serving runs). `zoo.fused.NativeLSTM` runs the zoo's own C++ op,
-which no runtime but the zoo's has: every format gets plain LSTM layers in its place. TFLite needs a static input shape (with a dynamic
-one the converter fails on the recurrent loop's tensor lists), so the TFLite file takes one
+which no runtime but the zoo's has: every format gets plain LSTM layers in its place. TFLite
+needs a static input shape (with a dynamic one the converter fails on the recurrent loop's
+tensor lists), so the TFLite file takes one
 window of the test split's (steps, features) at a time.
 """
 

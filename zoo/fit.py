@@ -264,11 +264,11 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
         keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
         keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True),
     ]
-    # a stateful task's batches follow each other, unshuffled
-    data = dict(x=x, y=y, sample_weight=w, shuffle=not task.stateful_batch)
-    data["batch_size"] = config["batch_size"]
     if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
         data = {"x": LengthBatches(x, y, w, batch_size=config["batch_size"], seed=config["seed"])}
+    else:  # a stateful task's batches follow each other, unshuffled
+        data = dict(x=x, y=y, sample_weight=w, batch_size=config["batch_size"])
+        data["shuffle"] = not task.stateful_batch
     started = time.perf_counter()
     interrupted = False
     try:

@@ -268,19 +268,24 @@ def pad_ragged(
     for i, s in enumerate(seqs):
         if s.ndim != 2 or not len(s) or not np.issubdtype(s.dtype, np.number):
             raise DataError(
-                f"{task}: {name}: every sequence must be numbers shaped (steps, features) with at least "
-                f"one step. Received: sequence {i} shape={s.shape}, dtype={s.dtype}"
+                f"{task}: {name}: every sequence must be numbers shaped (steps, features) with "
+                f"at least one step. Received: sequence {i} shape={s.shape}, dtype={s.dtype}"
             )
         if s.shape[1] != seqs[0].shape[1]:
             raise DataError(
-                f"{task}: {name}: every sequence needs the same features a step. Received: sequence 0 "
-                f"has {seqs[0].shape[1]}, sequence {i} has {s.shape[1]}"
+                f"{task}: {name}: every sequence needs the same features a step. Received: "
+                f"sequence 0 has {seqs[0].shape[1]}, sequence {i} has {s.shape[1]}"
             )
         if not np.isfinite(s).all():
             raise DataError(f"{task}: {name}: sequence {i} holds NaN or inf")
     lengths = np.array([len(s) for s in seqs])
     padded = pad_sequences(seqs, dtype="float32", padding="post", value=np.nan)
     return padded, lengths
+
+
+def real_steps(x: np.ndarray) -> np.ndarray:
+    """True for each real step of NaN-padded `x` (samples, steps, features), False for padding."""
+    return ~np.isnan(x).all(axis=-1)
 
 
 def mask_padding(x: np.ndarray, lengths, name: str = "X", task: str = "data") -> np.ndarray:

@@ -17,6 +17,7 @@ from zoo.tasks.base import (
     check_flag,
     mask_padding,
     pad_ragged,
+    real_steps,
     register_task,
     split_off,
 )
@@ -205,11 +206,6 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
     return variable
 
 
-def _step_weights(x: np.ndarray) -> np.ndarray:
-    """1 for each real step of NaN-padded `x`, 0 for padding: per-step targets' weights."""
-    return (~np.isnan(x).all(axis=-1)).astype(np.float32)
-
-
 def _npz_features(arrays: dict, sampling_hz) -> dict:
     """The window features' spec of an npz task (`zoo.features.feature_spec`); a one-line
     error for bad channel names, too few steps or a bad sampling rate."""
@@ -268,7 +264,8 @@ def npz(
     missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
     if missing:
         raise DataError(
-            f"npz: {source} lacks {', '.join(sorted(missing))}; it holds {', '.join(sorted(arrays))}"
+            f"npz: {source} lacks {', '.join(sorted(missing))}; "
+            f"it holds {', '.join(sorted(arrays))}"
         )
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"npz: {source} must hold both X_val and y_val, or neither")
@@ -312,7 +309,7 @@ def npz(
     weights = {}
     if variable:  # padding: masked by the model, weight 0 for per-step targets
         for split in ("train", "val", "test"):
-            real = _step_weights(arrays[f"x_{split}"])
+            real = real_steps(arrays[f"x_{split}"]).astype(np.float32)
             info[f"lengths_{split}"] = [int(real.sum(1).min()), int(real.sum(1).max())]
             if kind.startswith("sequence"):
                 weights[f"w_{split}"] = real
