@@ -12,3 +12,28 @@ def _seeded():
     keras.backend.clear_session(free_memory=False)  # gc.collect would cost 0.3-0.5 s a test
     keras.utils.set_random_seed(0)
     yield
+
+
+# The files that take longest, first: xdist hands out whole files in collection order, so a long
+# file collected last would run alone at the end while the other workers sit idle.
+LONGEST_FIRST = [
+    "test_tuning_resume.py",
+    "test_backends.py",
+    "test_distribute.py",
+    "test_train.py",
+    "test_tuning.py",
+    "test_scripts.py",
+    "test_models.py",
+    "test_export.py",
+    "test_window_features.py",
+    "test_tuning_isolate.py",
+    "test_sequences.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
