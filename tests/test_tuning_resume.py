@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from test_tuning import (  # noqa: F401  (_local: the autouse fixture, here too)
     FAST,
@@ -21,7 +22,6 @@ from test_tuning import (  # noqa: F401  (_local: the autouse fixture, here too)
     _local,
     assert_no_trial_ran_twice,
     command,
-    free_port,
     oracle_state,
     poll_oracle,
     read_csv,
@@ -108,69 +108,51 @@ def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(tmp_path):
 # ---------------------------------------------------------------- distributed
 
 
+def worker_process(launcher: psutil.Process, name: str) -> psutil.Process:
+    """The launcher's child `python -m tuning.search ... --worker-id NAME`."""
+    for child in launcher.children():
+        if child.cmdline()[-2:] == ["--worker-id", name]:
+            return child
+    raise AssertionError(f"no worker {name} among {launcher.children()}")
+
+
 @pytest.mark.slow
-def test_distributed_search_with_a_chief_and_two_workers(tmp_path):
+def test_distributed_search_retries_a_dead_workers_trial_and_ends(tmp_path):
+    """scripts/tune_distributed.py: a chief and two workers on 127.0.0.1. A worker killed
+    mid-trial: the chief reaps it after --worker-timeout, the other worker runs its trial again,
+    and the search finishes with every trial completed once."""
+    project = tmp_path / "count_ones-random"
     args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
+    args += ["--epochs", "3", "--worker-timeout", "10"]  # longer trials, to kill one mid-way
     launcher = [sys.executable, str(ROOT / "scripts" / "tune_distributed.py"), "--workers", "2"]
-    done = subprocess.run(
-        [*launcher, "--", *args], cwd=ROOT, capture_output=True, text=True, timeout=1200
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    for worker in ("tuner0", "tuner1"):  # both took part, and were told the search was over
-        assert f"[{worker}] Worker {worker}: the chief ended the search" in done.stdout
-    assert "[chief] 3 of 3 trials completed" in done.stdout
-    project = tmp_path / "count_ones-random"
-    state = assert_no_trial_ran_twice(project, 3)
-    assert set(state["run_times"].values()) == {1}
-    assert state["ongoing_trials"] == {}  # no finished trial left listed as running
-    best = json.loads((project / "best_hparams.json").read_text())
-    assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
-    assert (project / "best_model.keras").exists()
-
-
-@pytest.mark.slow
-def test_dead_worker_trial_is_retried_and_the_search_ends(tmp_path):
-    """A worker killed mid-trial: the chief reaps it after --worker-timeout, the other worker
-    runs its trial again, and the search finishes. The workers find the chief through
-    keras-tuner's own environment variables."""
-    project = tmp_path / "count_ones-random"
-    port = free_port()
-    args = ["count_ones", *TINY, "--max-trials", "3", *FAST, "--dir", str(tmp_path)]
-    args += ["--epochs", "3"]  # longer trials, to be killed in the middle of one
-    out = tmp_path / "chief.log"
+    out = tmp_path / "launcher.log"
     with open(out, "w") as log:
-        chief = subprocess.Popen(
-            command(*args, "--chief", f"127.0.0.1:{port}", "--worker-timeout", "10"),
-            cwd=ROOT, stdout=log, stderr=log,
-        )  # fmt: skip
-    workers = {}
-    for name in ("tuner0", "tuner1"):
-        env = {distributed.IP: "127.0.0.1", distributed.PORT: str(port), distributed.TUNER_ID: name}
-        workers[name] = subprocess.Popen(
-            command(*args), cwd=ROOT, env=os.environ | env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = subprocess.Popen([*launcher, "--", *args], cwd=ROOT, stdout=log, stderr=log)
     try:
         running = {}  # no deadline: wait for a running trial however slow the machine
-        while not running and all(p.poll() is None for p in [chief, *workers.values()]):
+        while not running and proc.poll() is None:
             time.sleep(0.1)
             running = poll_oracle(project).get("ongoing_trials")
         assert running, out.read_text()[-3000:]
         victim, trial_id = next(iter(running.items()))
-        workers[victim].send_signal(signal.SIGKILL)
-        # generous safety nets against a hang, not timings: the search itself takes seconds
-        assert chief.wait(timeout=1200) == 0, out.read_text()[-3000:]
-        survivor = next(p for name, p in workers.items() if name != victim)
-        assert survivor.wait(timeout=600) == 0
+        worker_process(psutil.Process(proc.pid), victim).send_signal(signal.SIGKILL)
+        # a generous safety net against a hang, not a timing: the search itself takes seconds
+        assert proc.wait(timeout=1200) == 0, out.read_text()[-3000:]
     finally:
-        for proc in [chief, *workers.values()]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     log = out.read_text()
+    survivor = ({"tuner0", "tuner1"} - {victim}).pop()
+    assert f"[{survivor}] Worker {survivor}: the chief ended the search" in log
     assert f"worker {victim} stopped reporting for 10 s: trial {trial_id} is INVALID" in log
+    assert "[chief] 3 of 3 trials completed" in log
     state = assert_no_trial_ran_twice(project, 3)
     assert state["run_times"][trial_id] == 2  # killed once, then run by the other worker
+    assert state["ongoing_trials"] == {}  # no finished trial left listed as running
+    best = json.loads((project / "best_hparams.json").read_text())
+    assert best["task_options"] == {"length": 6, "train_size": 40, "val_size": 8}
+    assert (project / "best_model.keras").exists()
 
 
 def test_configure_sets_keras_tuner_variables():
