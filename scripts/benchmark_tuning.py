@@ -107,7 +107,7 @@ def load_average() -> str:
 
 
 def commit_of(folder: Path) -> str:
-    result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+    result = subprocess.run(["git", "-C", str(folder), "describe", "--always", "--dirty"],
                             capture_output=True, text=True)  # fmt: skip
     return result.stdout.strip() or "unknown"
 
@@ -309,26 +309,43 @@ def run(cmd: list[str], log: Path, code: Path) -> tuple[float, int, str]:
     return seconds, result.returncode, result.stdout + result.stderr
 
 
+def fresh_folder(out: Path, name: str) -> Path:
+    """out/name, or out/name-2, -3, ... where that exists: `zoo.train` refuses a folder that
+    exists, and an earlier run's files must never be read as this run's."""
+    folder, k = out / name, 1
+    while folder.exists():
+        k += 1
+        folder = out / f"{name}-{k}"
+    return folder
+
+
 def train_run(name: str, cmd: list[str], out: Path, code: Path, resume: bool = False) -> dict:
-    """`zoo.train` with `cmd` into out/name; test accuracy and what the defaults chose. With
-    `resume`, a run that finished before (its row.json) is read, not run again."""
-    folder = out / name
-    if resume and (folder / "row.json").exists():
-        return json.loads((folder / "row.json").read_text())
-    seconds, status, text = run([*cmd, "--out", str(folder)], out / "logs" / f"{name}.log", code)
-    row = {"run": name, "wall_s": seconds, "exit_status": status}
+    """`zoo.train` with `cmd` into a fresh folder out/name[-K]; test accuracy and what the
+    defaults chose. Its row (out/rows/name.json) names the folder and the code's commit; with
+    `resume`, a row of the same commit is read, not run again, and any other is run again."""
+    row_file = out / "rows" / f"{name}.json"
+    commit = commit_of(code)
+    if resume and row_file.exists():
+        row = json.loads(row_file.read_text())
+        if row.get("code") == commit and row.get("exit_status") == 0:
+            return row
+    folder = fresh_folder(out, name)
+    seconds, status, text = run([*cmd, "--out", str(folder)], out / "logs" / f"{folder.name}.log",
+                                code)  # fmt: skip
+    row = {"run": name, "folder": str(folder), "code": commit, "wall_s": seconds,
+           "exit_status": status}  # fmt: skip
     note = [line for line in text.splitlines() if line.startswith("Small training split")]
     row["chose"] = note[0] if note else ""
-    metrics_file = folder / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
+    if status == 0:
+        metrics = json.loads((folder / "metrics.json").read_text())
         row |= {"test_accuracy": metrics.get("accuracy"), "epochs_run": metrics.get("epochs_run"),
                 "val_accuracy": metrics.get("val", {}).get("accuracy")}  # fmt: skip
         config = json.loads((folder / "config.json").read_text())["hyperparameters"]
         row |= {k: config.get(k) for k in ("batch_size", "epochs", "patience")}
-        (folder / "row.json").write_text(json.dumps(row, indent=2) + "\n")
     else:
         row["error"] = text.strip().splitlines()[-1] if text.strip() else ""
+    row_file.parent.mkdir(parents=True, exist_ok=True)
+    row_file.write_text(json.dumps(row, indent=2) + "\n")
     return row
 
 
@@ -401,7 +418,7 @@ def small(args) -> int:
                "trials_completed", "trials", "search_runs", "search_best_val", "search_best_model_test",
                "replay_test", "search_wall_s", "replay_wall_s", "before_lstm_test",
                "before_gru_test", "load_average_before", "load_average_after"]  # fmt: skip
-    run_columns = ["run", "exit_status", "batch_size", "epochs", "patience", "epochs_run",
+    run_columns = ["run", "code", "exit_status", "batch_size", "epochs", "patience", "epochs_run",
                    "val_accuracy", "test_accuracy", "wall_s", "error"]  # fmt: skip
     write_outputs(out, "small", {"sets": rows, "runs": runs, "code": commit_of(ROOT)},
                   [markdown(rows, columns), markdown(runs, run_columns)])  # fmt: skip
