@@ -459,15 +459,15 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
 
     large = get_task("npz", data=small_npz(tmp_path, SMALL_DATA + 200))
     assert len(large.x_train) >= SMALL_DATA and "dropout" not in training_defaults_for(large)
-    data = small_npz(tmp_path, 40)
-    tiny = ["npz", "lstm", "--data", str(data), "--units", "4", "--epochs", "1"]
-    given = {"dropout": 0.0, "recurrent_dropout": 0.1}
+    tiny = ["npz", "lstm", "--data", str(small_npz(tmp_path, 40)), "--units", "4"]
+    run([*tiny, "--epochs", "1"], tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["hyperparameters"]
+    assert {k: config[k] for k in SMALL_DATA_DROPOUT} == SMALL_DATA_DROPOUT
+    layer = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("lstm_1")
+    assert layer.cell.recurrent_dropout == SMALL_DATA_DROPOUT["recurrent_dropout"]
+    note = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Small")]
+    assert len(note) == 1 and "dropout 0.3 and recurrent dropout 0.3" in note[0]
     flags = ["--dropout", "0", "--recurrent-dropout", "0.1"]
-    for name, args, expected in (("defaults", [], SMALL_DATA_DROPOUT), ("flags", flags, given)):
-        run([*tiny, *args], tmp_path / name)
-        config = json.loads((tmp_path / name / "config.json").read_text())["hyperparameters"]
-        assert {k: config[k] for k in expected} == expected
-        layer = keras.models.load_model(tmp_path / name / "model.keras").get_layer("lstm_1")
-        assert layer.cell.recurrent_dropout == expected["recurrent_dropout"]
-        note = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Small")]
-        assert len(note) == 1 and "dropout 0.3 and recurrent dropout 0.3" in note[0]
+    config = train.configure(train.build_parser().parse_args([*tiny, *flags]))
+    _, model = train.prepare(config)
+    assert config["dropout"] == 0 and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1
