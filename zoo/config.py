@@ -39,9 +39,10 @@ MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)
 # Below this many training windows the training defaults adapt to the data's size: a batch of
 # about an eighth of the windows (8 at least), epochs enough for MIN_GRADIENT_STEPS steps, and
 # SMALL_DATA_DROPOUT: a few hundred windows are memorised within those steps, so the model is
-# regularised on its output and its recurrent state unless a flag, preset or --hparams says.
+# regularised on its output and its recurrent state unless a flag, preset or --hparams says;
+# dropout slows learning, so the steps are twice the 1,500 an unregularised model needed.
 SMALL_DATA = 1000
-MIN_GRADIENT_STEPS = 1500
+MIN_GRADIENT_STEPS = 3000
 MAX_SMALL_DATA_EPOCHS = 1000
 SMALL_DATA_DROPOUT = {"dropout": 0.3, "recurrent_dropout": 0.3}
 
@@ -154,8 +155,8 @@ def training_defaults_for(task: Task) -> dict:
     """The training defaults for `task`: its own, or for a small training split (fewer than
     SMALL_DATA windows) a batch size that suits the size and enough epochs for
     MIN_GRADIENT_STEPS gradient steps, with a patience of a quarter of them, and the model's
-    SMALL_DATA_DROPOUT. A split of 36 windows trains in batches of 8 for up to 300 epochs with
-    patience 75 instead of 20 epochs of one batch (20 steps)."""
+    SMALL_DATA_DROPOUT. A split of 36 windows trains in batches of 8 for up to 600 epochs with
+    patience 150 instead of 20 epochs of one batch (20 steps)."""
     own = {"epochs": task.epochs, "batch_size": task.batch_size, "patience": task.patience}
     n = len(task.x_train)
     if n >= SMALL_DATA:
@@ -174,7 +175,7 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
         return None
     steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
     return (
-        f"Small training split ({n} windows): batch size {chosen['batch_size']}, up to "
+        f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size {chosen['batch_size']}, up to "
         f"{chosen['epochs']} epochs ({steps:,} gradient steps), patience {chosen['patience']}, "
         f"dropout {chosen['dropout']:g} and recurrent dropout {chosen['recurrent_dropout']:g} "
         "against memorising it; --batch-size, --epochs, --patience, --dropout and "
