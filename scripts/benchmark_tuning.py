@@ -14,6 +14,9 @@ frames of 4 steps, written to an npz), `python -m zoo.train TASK MODEL` with no 
 (the small-data defaults), then a cross-validated random search and its best configuration
 replayed by `python -m zoo.train --hparams`; with `--before DIR`, also the defaults of the code
 in DIR on the npz set. Every run is its own process; logs and run folders are kept in --out.
+A run goes to a fresh folder (NAME, else NAME-2, ...) and its row, rows/NAME.json, names the
+folder and the code's commit (`git describe --dirty`); `--resume` reuses a row of the same
+commit and runs any other again, so the tables always show figures of the code that ran.
 
 --mode memory: a HAR search of many cheap trials (frames of 4 steps, 1 epoch, small models) in
 its own process, `python -m tuning.search` of `--code`, with `--search-arg` added (e.g.
