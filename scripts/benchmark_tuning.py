@@ -14,6 +14,9 @@ frames of 4 steps, written to an npz), `python -m zoo.train TASK MODEL` with no 
 (the small-data defaults), then a cross-validated random search and its best configuration
 replayed by `python -m zoo.train --hparams`; with `--before DIR`, also the defaults of the code
 in DIR on the npz set. Every run is its own process; logs and run folders are kept in --out.
+A run goes to a fresh folder (NAME, else NAME-2, ...) and its row, rows/NAME.json, names the
+folder and the code's commit (`git describe --dirty`); `--resume` reuses a row of the same
+commit and runs any other again, so the tables always show figures of the code that ran.
 
 --mode memory: a HAR search of many cheap trials (frames of 4 steps, 1 epoch, small models) in
 its own process, `python -m tuning.search` of `--code`, with `--search-arg` added (e.g.
@@ -54,8 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the searches")
     p.add_argument("--max-trials", type=int, help="trials a search (default: 20; memory: 40)")
     o = p.add_argument_group("overhead mode")
-    o.add_argument("--code", help="checkout whose zoo and tuning are measured "
-                   "(default: first PYTHONPATH entry, else this checkout)")  # fmt: skip
+    o.add_argument(
+        "--code",
+        help="checkout whose zoo and tuning are measured "
+        "(default: first PYTHONPATH entry, else this checkout)",
+    )
     o.add_argument("--task", default="echo", help="task searched")
     o.add_argument("--epochs", type=int, default=5, help="epochs a trial")
     o.add_argument(
@@ -65,17 +71,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="lstm,gru,rnn,peephole_lstm,conv_lstm,attention_lstm",
         help="--models of the search",
     )
-    o.add_argument("--fix", action="append", default=None, help="--fix of the search "
-                   "(default: units=32)")  # fmt: skip
+    o.add_argument(
+        "--fix", action="append", default=None, help="--fix of the search (default: units=32)"
+    )
     s = p.add_argument_group("small mode")
-    s.add_argument("--har-data", default=str(ROOT.parent / "shared/data/uci_har_dataset.zip"),
-                   help="UCI HAR zip the small HAR set is drawn from")  # fmt: skip
+    s.add_argument(
+        "--har-data",
+        default=str(ROOT.parent / "shared/data/uci_har_dataset.zip"),
+        help="UCI HAR zip the small HAR set is drawn from",
+    )
     s.add_argument("--sets", default="digits,har_small", help="comma-separated small data sets")
     s.add_argument("--search-models", default="lstm,gru", help="--models of the searches")
     s.add_argument("--time-budget", default="10m", help="--time-budget of each search")
     s.add_argument("--before", help="older checkout whose defaults run on the npz set too")
-    s.add_argument("--resume", action="store_true", help="keep finished runs in --out and "
-                   "resume the searches (with a new --time-budget) instead of starting afresh")  # fmt: skip
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep finished runs in --out and "
+        "resume the searches (with a new --time-budget) instead of starting afresh",
+    )
     m = p.add_argument_group("memory mode (also --code, --har-data)")
     m.add_argument(
         "--env",
@@ -107,8 +121,11 @@ def load_average() -> str:
 
 
 def commit_of(folder: Path) -> str:
-    result = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["git", "-C", str(folder), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    )
     return result.stdout.strip() or "unknown"
 
 
@@ -179,10 +196,25 @@ def trial_figures(wall: float, epochs: list[float]) -> dict:
 
 def search_argv(args, parser, differences: list[str]) -> list[str]:
     """The search's arguments; options this code's parser lacks are left out and noted."""
-    argv = [args.task, "--tuner", "random", "--max-trials", str(args.max_trials),
-            "--epochs", str(args.epochs), "--models", args.models, "--seed", str(args.seed),
-            "--dir", str(Path(args.out) / "search"), "--project", "overhead", "--overwrite",
-            "--quiet"]  # fmt: skip
+    argv = [
+        args.task,
+        "--tuner",
+        "random",
+        "--max-trials",
+        str(args.max_trials),
+        "--epochs",
+        str(args.epochs),
+        "--models",
+        args.models,
+        "--seed",
+        str(args.seed),
+        "--dir",
+        str(Path(args.out) / "search"),
+        "--project",
+        "overhead",
+        "--overwrite",
+        "--quiet",
+    ]
     for fix in args.fix or ["units=32"]:
         argv += ["--fix", fix]
     if "--cv" in parser._option_string_actions:
@@ -230,9 +262,15 @@ def overhead(args) -> int:
     for trial_id in sorted(ends, key=ends.get):
         trial = tuner.oracle.trials[trial_id]
         values = trial.hyperparameters.values
-        row = {"trial": trial_id, "status": str(trial.status), "model": values.get("model"),
-               "depth": values.get("depth"), "batch_size": values.get("batch_size"),
-               "optimizer": values.get("optimizer"), "jit_compile": timer.jit.get(trial_id)}  # fmt: skip
+        row = {
+            "trial": trial_id,
+            "status": str(trial.status),
+            "model": values.get("model"),
+            "depth": values.get("depth"),
+            "batch_size": values.get("batch_size"),
+            "optimizer": values.get("optimizer"),
+            "jit_compile": timer.jit.get(trial_id),
+        }
         row |= trial_figures(ends[trial_id] - previous, timer.epochs.get(trial_id, []))
         row["before_begin_s"] = begins[trial_id] - previous
         rows.append(row)
@@ -260,12 +298,29 @@ def overhead(args) -> int:
         "differences": differences,
         "argv": argv,
     }
-    columns = ["trial", "status", "model", "depth", "batch_size", "optimizer", "jit_compile",
-               "epochs", "wall_s", "epoch_s", "first_epoch_s", "steady_epoch_s",
-               "overhead_share", "overhead_share_adjusted"]  # fmt: skip
+    columns = [
+        "trial",
+        "status",
+        "model",
+        "depth",
+        "batch_size",
+        "optimizer",
+        "jit_compile",
+        "epochs",
+        "wall_s",
+        "epoch_s",
+        "first_epoch_s",
+        "steady_epoch_s",
+        "overhead_share",
+        "overhead_share_adjusted",
+    ]
     head = [{"figure": k, "value": v} for k, v in summary.items() if k != "argv"]
-    write_outputs(Path(args.out), "overhead", {"summary": summary, "trials": rows},
-                  [markdown(head, ["figure", "value"]), markdown(rows, columns)])  # fmt: skip
+    write_outputs(
+        Path(args.out),
+        "overhead",
+        {"summary": summary, "trials": rows},
+        [markdown(head, ["figure", "value"]), markdown(rows, columns)],
+    )
     return 0
 
 
@@ -299,36 +354,69 @@ def run(cmd: list[str], log: Path, code: Path) -> tuple[float, int, str]:
     """One process of `code`'s modules; (wall seconds, exit status, its output)."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, *cmd], cwd=code, env=env, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, *cmd], cwd=code, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"$ {' '.join(cmd)}\n{result.stdout}\n--- stderr ---\n{result.stderr}")
-    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}: exit {result.returncode}, "
-          f"{seconds:.0f} s, load {load_average()}", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}: exit {result.returncode}, "
+        f"{seconds:.0f} s, load {load_average()}",
+        file=sys.stderr,
+        flush=True,
+    )
     return seconds, result.returncode, result.stdout + result.stderr
 
 
+def fresh_folder(out: Path, name: str) -> Path:
+    """out/name, or out/name-2, -3, ... where that exists: `zoo.train` refuses a folder that
+    exists, and an earlier run's files must never be read as this run's."""
+    folder, k = out / name, 1
+    while folder.exists():
+        k += 1
+        folder = out / f"{name}-{k}"
+    return folder
+
+
 def train_run(name: str, cmd: list[str], out: Path, code: Path, resume: bool = False) -> dict:
-    """`zoo.train` with `cmd` into out/name; test accuracy and what the defaults chose. With
-    `resume`, a run that finished before (its row.json) is read, not run again."""
-    folder = out / name
-    if resume and (folder / "row.json").exists():
-        return json.loads((folder / "row.json").read_text())
-    seconds, status, text = run([*cmd, "--out", str(folder)], out / "logs" / f"{name}.log", code)
-    row = {"run": name, "wall_s": seconds, "exit_status": status}
+    """`zoo.train` with `cmd` into a fresh folder out/name[-K]; test accuracy and what the
+    defaults chose. Its row (out/rows/name.json) names the folder and the code's commit; with
+    `resume`, a row of the same commit is read, not run again, and any other is run again."""
+    from zoo.runs import write_json
+
+    row_file = out / "rows" / f"{name}.json"
+    commit = commit_of(code)
+    if resume and row_file.exists():
+        row = json.loads(row_file.read_text())
+        if row.get("code") == commit and row.get("exit_status") == 0:
+            return row
+    folder = fresh_folder(out, name)
+    seconds, status, text = run(
+        [*cmd, "--out", str(folder)], out / "logs" / f"{folder.name}.log", code
+    )
+    row = {
+        "run": name,
+        "folder": str(folder),
+        "code": commit,
+        "wall_s": seconds,
+        "exit_status": status,
+    }
     note = [line for line in text.splitlines() if line.startswith("Small training split")]
     row["chose"] = note[0] if note else ""
-    metrics_file = folder / "metrics.json"
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text())
-        row |= {"test_accuracy": metrics.get("accuracy"), "epochs_run": metrics.get("epochs_run"),
-                "val_accuracy": metrics.get("val", {}).get("accuracy")}  # fmt: skip
+    if status == 0:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        row |= {
+            "test_accuracy": metrics.get("accuracy"),
+            "epochs_run": metrics.get("epochs_run"),
+            "val_accuracy": metrics.get("val", {}).get("accuracy"),
+        }
         config = json.loads((folder / "config.json").read_text())["hyperparameters"]
         row |= {k: config.get(k) for k in ("batch_size", "epochs", "patience")}
-        (folder / "row.json").write_text(json.dumps(row, indent=2) + "\n")
     else:
         row["error"] = text.strip().splitlines()[-1] if text.strip() else ""
+    row_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json(row_file, row)  # atomic: a killed benchmark leaves no half-written row
     return row
 
 
@@ -353,36 +441,69 @@ def small(args) -> int:
         task, options = task_args[0], task_args[1:]
         row = {"set": name, **facts, "load_average_before": load_average()}
         for model in ("lstm", "gru"):
-            r = train_run(f"{name}-{model}-defaults", ["-m", "zoo.train", task, model, *options],
-                          out, ROOT, args.resume)  # fmt: skip
+            r = train_run(
+                f"{name}-{model}-defaults",
+                ["-m", "zoo.train", task, model, *options],
+                out,
+                ROOT,
+                args.resume,
+            )
             runs.append(r)
             row[f"{model}_test"] = r.get("test_accuracy")
             row[f"{model}_wall_s"] = r["wall_s"]
             row["chose"] = r["chose"]
         project = out / "search" / name
-        cmd = ["-m", "tuning.search", task, *options, "--models", args.search_models,
-               "--max-trials", str(args.max_trials), "--time-budget", args.time_budget,
-               "--seed", str(args.seed), "--dir", str(project.parent), "--project", name,
-               "--quiet", *([] if args.resume else ["--overwrite"])]  # fmt: skip
+        cmd = [
+            "-m",
+            "tuning.search",
+            task,
+            *options,
+            "--models",
+            args.search_models,
+            "--max-trials",
+            str(args.max_trials),
+            "--time-budget",
+            args.time_budget,
+            "--seed",
+            str(args.seed),
+            "--dir",
+            str(project.parent),
+            "--project",
+            name,
+            "--quiet",
+            *([] if args.resume else ["--overwrite"]),
+        ]
         walls_file = out / "logs" / f"{name}-search-walls.json"
         walls = json.loads(walls_file.read_text()) if args.resume and walls_file.exists() else []
         seconds, status, text = run(cmd, out / "logs" / f"{name}-search-{len(walls)}.log", ROOT)
         walls.append(seconds)
         walls_file.write_text(json.dumps(walls) + "\n")
-        row |= {"search_wall_s": sum(walls), "search_runs": len(walls),
-                "search_exit_status": status}  # fmt: skip
+        row |= {
+            "search_wall_s": sum(walls),
+            "search_runs": len(walls),
+            "search_exit_status": status,
+        }
         if (project / "best_metrics.json").exists():
             best = json.loads((project / "best_metrics.json").read_text())
             settings = json.loads((project / "search.json").read_text())["settings"]
             with open(project / "trials.csv", newline="") as f:
                 statuses = [r["status"] for r in csv.DictReader(f)]
-            row |= {"cv_folds": settings.get("cv"), "trials_completed": statuses.count("COMPLETED"),
-                    "trials": len(statuses), "search_best_val": best.get("val_accuracy"),
-                    "search_best_model_test": best.get("accuracy"),
-                    "best_hparams": best.get("hyperparameters")}  # fmt: skip
+            row |= {
+                "cv_folds": settings.get("cv"),
+                "trials_completed": statuses.count("COMPLETED"),
+                "trials": len(statuses),
+                "search_best_val": best.get("val_accuracy"),
+                "search_best_model_test": best.get("accuracy"),
+                "best_hparams": best.get("hyperparameters"),
+            }
             replay = f"{name}-replay-trial{best.get('trial_id')}"
-            r = train_run(replay, ["-m", "zoo.train", task, "--hparams",
-                          str(project / "best_hparams.json")], out, ROOT, args.resume)  # fmt: skip
+            r = train_run(
+                replay,
+                ["-m", "zoo.train", task, "--hparams", str(project / "best_hparams.json")],
+                out,
+                ROOT,
+                args.resume,
+            )
             runs.append(r)
             row |= {"replay_test": r.get("test_accuracy"), "replay_wall_s": r["wall_s"]}
         else:
@@ -390,21 +511,58 @@ def small(args) -> int:
         if args.before and task == "npz":
             before = Path(args.before).resolve()
             for model in ("lstm", "gru"):
-                r = train_run(f"{name}-{model}-before", ["-m", "zoo.train", task, model, *options],
-                              out, before, args.resume)  # fmt: skip
+                r = train_run(
+                    f"{name}-{model}-before",
+                    ["-m", "zoo.train", task, model, *options],
+                    out,
+                    before,
+                    args.resume,
+                )
                 r["code"] = f"{before} ({commit_of(before)})"
                 runs.append(r)
                 row[f"before_{model}_test"] = r.get("test_accuracy")
         row["load_average_after"] = load_average()
         rows.append(row)
-    columns = ["set", "chose", "lstm_test", "gru_test", "lstm_wall_s", "gru_wall_s", "cv_folds",
-               "trials_completed", "trials", "search_runs", "search_best_val", "search_best_model_test",
-               "replay_test", "search_wall_s", "replay_wall_s", "before_lstm_test",
-               "before_gru_test", "load_average_before", "load_average_after"]  # fmt: skip
-    run_columns = ["run", "exit_status", "batch_size", "epochs", "patience", "epochs_run",
-                   "val_accuracy", "test_accuracy", "wall_s", "error"]  # fmt: skip
-    write_outputs(out, "small", {"sets": rows, "runs": runs, "code": commit_of(ROOT)},
-                  [markdown(rows, columns), markdown(runs, run_columns)])  # fmt: skip
+    columns = [
+        "set",
+        "chose",
+        "lstm_test",
+        "gru_test",
+        "lstm_wall_s",
+        "gru_wall_s",
+        "cv_folds",
+        "trials_completed",
+        "trials",
+        "search_runs",
+        "search_best_val",
+        "search_best_model_test",
+        "replay_test",
+        "search_wall_s",
+        "replay_wall_s",
+        "before_lstm_test",
+        "before_gru_test",
+        "load_average_before",
+        "load_average_after",
+    ]
+    run_columns = [
+        "run",
+        "code",
+        "exit_status",
+        "batch_size",
+        "epochs",
+        "patience",
+        "epochs_run",
+        "val_accuracy",
+        "test_accuracy",
+        "wall_s",
+        "error",
+    ]
+    write_outputs(
+        out,
+        "small",
+        {"sets": rows, "runs": runs, "code": commit_of(ROOT)},
+        [markdown(rows, columns), markdown(runs, run_columns)],
+    )
     return 0
 
 

@@ -442,3 +442,32 @@ def test_npz_model_takes_the_users_raw_windows(tmp_path):
     labels = model.predict(x[48:], verbose=0).argmax(axis=-1)  # the file's raw test windows
     assert int((labels != y[48:]).sum()) == metrics["errors"]
     assert "standardization" in {layer.name for layer in model.layers}
+
+
+def small_npz(tmp_path: Path, windows: int) -> Path:
+    """An npz of `windows` training windows (8 steps, 2 channels, 2 classes) and 16 test ones."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(windows + 16, 8, 2)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64")
+    path = tmp_path / f"small-{windows}.npz"
+    np.savez(path, X_train=x[:windows], y_train=y[:windows], X_test=x[windows:], y_test=y[windows:])
+    return path
+
+
+def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, capsys):
+    from zoo.config import SMALL_DATA, SMALL_DATA_DROPOUT, training_defaults_for
+
+    large = get_task("npz", data=small_npz(tmp_path, SMALL_DATA + 200))
+    assert len(large.x_train) >= SMALL_DATA and "dropout" not in training_defaults_for(large)
+    tiny = ["npz", "lstm", "--data", str(small_npz(tmp_path, 40)), "--units", "4"]
+    run([*tiny, "--epochs", "1"], tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["hyperparameters"]
+    assert {k: config[k] for k in SMALL_DATA_DROPOUT} == SMALL_DATA_DROPOUT
+    layer = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("lstm_1")
+    assert layer.cell.recurrent_dropout == SMALL_DATA_DROPOUT["recurrent_dropout"]
+    note = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Small")]
+    assert len(note) == 1 and "dropout 0.3 and recurrent dropout 0.3" in note[0]
+    flags = ["--dropout", "0", "--recurrent-dropout", "0.1"]
+    config = train.configure(train.build_parser().parse_args([*tiny, *flags]))
+    _, model = train.prepare(config)
+    assert config["dropout"] == 0 and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1

@@ -37,10 +37,14 @@ TRAINING_KEYS = (
 RUN_KEYS = ("task", "model", "data", "out", "task_options", "preset")
 MEMBER_SEED_STEP = 1000  # ensemble member K trains with seed SEED + 1000*(K-1)
 # Below this many training windows the training defaults adapt to the data's size: a batch of
-# about an eighth of the windows (8 at least) and epochs enough for MIN_GRADIENT_STEPS steps.
+# about an eighth of the windows (8 at least), epochs enough for MIN_GRADIENT_STEPS steps, and
+# SMALL_DATA_DROPOUT: a few hundred windows are memorised within those steps, so the model is
+# regularised on its output and its recurrent state unless a flag, preset or --hparams says;
+# dropout slows learning, so the steps are twice the 1,500 an unregularised model needed.
 SMALL_DATA = 1000
-MIN_GRADIENT_STEPS = 1500
+MIN_GRADIENT_STEPS = 3000
 MAX_SMALL_DATA_EPOCHS = 1000
+SMALL_DATA_DROPOUT = {"dropout": 0.3, "recurrent_dropout": 0.3}
 
 
 def read_hparams(path: str) -> dict:
@@ -150,9 +154,9 @@ def model_settings(config: dict) -> dict:
 def training_defaults_for(task: Task) -> dict:
     """The training defaults for `task`: its own, or for a small training split (fewer than
     SMALL_DATA windows) a batch size that suits the size and enough epochs for
-    MIN_GRADIENT_STEPS gradient steps, with a patience of a quarter of them. A split of 36
-    windows trains in batches of 8 for up to 300 epochs with patience 75 instead of 20 epochs
-    of one batch (20 steps)."""
+    MIN_GRADIENT_STEPS gradient steps, with a patience of a quarter of them, and the model's
+    SMALL_DATA_DROPOUT. A split of 36 windows trains in batches of 8 for up to 600 epochs with
+    patience 150 instead of 20 epochs of one batch (20 steps)."""
     own = {"epochs": task.epochs, "batch_size": task.batch_size, "patience": task.patience}
     n = len(task.x_train)
     if n >= SMALL_DATA:
@@ -160,7 +164,8 @@ def training_defaults_for(task: Task) -> dict:
     batch = min(task.batch_size, max(8, 2 ** round(math.log2(max(n, 1) / 8))))
     per_epoch = math.ceil(n / batch)
     epochs = min(MAX_SMALL_DATA_EPOCHS, max(task.epochs, math.ceil(MIN_GRADIENT_STEPS / per_epoch)))
-    return {"epochs": epochs, "batch_size": batch, "patience": max(task.patience, epochs // 4)}
+    patience = max(task.patience, epochs // 4)
+    return {"epochs": epochs, "batch_size": batch, "patience": patience, **SMALL_DATA_DROPOUT}
 
 
 def small_data_note(task: Task, chosen: dict) -> str | None:
@@ -170,7 +175,9 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
         return None
     steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
     return (
-        f"Small training split ({n} windows): batch size {chosen['batch_size']}, up to "
-        f"{chosen['epochs']} epochs ({steps:,} gradient steps), patience {chosen['patience']}; "
-        "--batch-size, --epochs and --patience choose otherwise"
+        f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size {chosen['batch_size']}, up to "
+        f"{chosen['epochs']} epochs ({steps:,} gradient steps), patience {chosen['patience']}, "
+        f"dropout {chosen['dropout']:g} and recurrent dropout {chosen['recurrent_dropout']:g} "
+        "against memorising it; --batch-size, --epochs, --patience, --dropout and "
+        "--recurrent-dropout choose otherwise"
     )

@@ -292,8 +292,6 @@ def prepare(config: dict):
     task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
     distribute.check(config, bool(task.stateful_batch))
-    with distribute.scope(config.get("distribute", "none")):
-        model = build_model(config, task)
     chosen = training_defaults_for(task)
     if not all(key in config for key in chosen):
         note = small_data_note(task, chosen)
@@ -312,6 +310,8 @@ def prepare(config: dict):
         config.setdefault(key, value)
     if task.learning_rate is not None:
         config.setdefault("learning_rate", task.learning_rate)
+    with distribute.scope(config.get("distribute", "none")):
+        model = build_model(config, task)
     return task, model
 
 
