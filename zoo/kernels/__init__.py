@@ -51,21 +51,23 @@ def lstm_op():
 
 
 def _register_lstm_gradient(library) -> None:
-    """ZooLstmForward's gradient: backpropagation through time in C++ (d gx, d h0, d c0), then
-    the recurrent kernel's gradient as one matmul over all steps. `gates` is saved for the
-    backward pass and is not differentiated."""
+    """ZooLstmForward's gradient: backpropagation through time in C++ (d gates, d h0, d c0, d bias),
+    then the input, kernel and recurrent kernel gradients as big matmuls over all steps. `gates`
+    is saved for the backward pass and is not differentiated."""
     import tensorflow as tf
 
     @tf.RegisterGradient("ZooLstmForward")
     def _grad(op, dh, dc, _):
-        gx, h0, c0, r = op.inputs
+        x, h0, c0, kernel, r, _ = op.inputs
         h, c, gates = op.outputs
         dh = tf.zeros_like(h) if dh is None else dh
         dc = tf.zeros_like(c) if dc is None else dc
-        dgx, dh0, dc0 = library.zoo_lstm_backward(r, c0, c, gates, dh, dc)
+        dgx, dh0, dc0, db = library.zoo_lstm_backward(r, c0, c, gates, dh, dc)
         h_prev = tf.reshape(tf.concat([h0[:, None], h[:, :-1]], 1), [-1, tf.shape(r)[0]])
         dr = tf.matmul(h_prev, tf.reshape(dgx, [-1, tf.shape(r)[1]]), transpose_a=True)
-        return dgx, dh0, dc0, dr
+        dx = tf.einsum("btg,dg->btd", dgx, kernel)
+        dkernel = tf.einsum("btd,btg->dg", x, dgx)
+        return dx, dh0, dc0, dkernel, dr, db
 
 
 class _Unavailable(Exception):
