@@ -172,13 +172,13 @@ class NativeLSTM(keras.layers.LSTM):
         from zoo.kernels import lstm_op
 
         cell = self.cell
-        x = _input_dropout(self, sequences, training)
+        x = tf.transpose(_input_dropout(self, sequences, training), [1, 0, 2])  # time-major
         if self.go_backwards:
-            x = tf.reverse(x, [1])
+            x = tf.reverse(x, [0])
         bias = cell.bias if cell.use_bias else tf.zeros([4 * self.units], x.dtype)
         h, c, _ = lstm_op().zoo_lstm_forward(
             x, *initial_state, cell.kernel, cell.recurrent_kernel, bias
         )
-        last = h[:, -1]
-        outputs = h if self.return_sequences else tf.expand_dims(last, 1)
-        return last, outputs, [last, c[:, -1]]
+        last = h[-1]
+        outputs = tf.transpose(h, [1, 0, 2]) if self.return_sequences else tf.expand_dims(last, 1)
+        return last, outputs, [last, c[-1]]

@@ -63,10 +63,11 @@ def _register_lstm_gradient(library) -> None:
         dh = tf.zeros_like(h) if dh is None else dh
         dc = tf.zeros_like(c) if dc is None else dc
         dgx, dh0, dc0, db = library.zoo_lstm_backward(r, c0, c, gates, dh, dc)
-        h_prev = tf.reshape(tf.concat([h0[:, None], h[:, :-1]], 1), [-1, tf.shape(r)[0]])
-        dr = tf.matmul(h_prev, tf.reshape(dgx, [-1, tf.shape(r)[1]]), transpose_a=True)
-        dx = tf.einsum("btg,dg->btd", dgx, kernel)
-        dkernel = tf.einsum("btd,btg->dg", x, dgx)
+        dgx = tf.reshape(dgx, [-1, tf.shape(r)[1]])  # time-major: one row a step and sequence
+        h_prev = tf.reshape(tf.concat([h0[None], h[:-1]], 0), [-1, tf.shape(r)[0]])
+        dr = tf.matmul(h_prev, dgx, transpose_a=True)
+        dkernel = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[2]]), dgx, transpose_a=True)
+        dx = tf.reshape(tf.matmul(dgx, kernel, transpose_b=True), tf.shape(x))
         return dx, dh0, dc0, dkernel, dr, db
 
 

@@ -1,10 +1,12 @@
 // The LSTM recurrence as two TensorFlow ops: the whole time loop in C++, forward and backward.
 //
-// ZooLstmForward takes the inputs x, the initial state and the weights (kernel, recurrent kernel,
-// bias), and runs the T steps: gates = b + x_t @ kernel + h @ R, activations, new state.
+// ZooLstmForward takes the inputs x (time-major, [T, B, D]), the initial state and the weights
+// (kernel, recurrent kernel, bias), and runs the T steps: gates = b + x_t @ kernel + h @ R, activations, new state.
 // ZooLstmBackward runs backpropagation through time and returns the gradient of the gates'
 // pre-activations (d gx) and of the bias, from which the caller gets the other gradients as big
-// matmuls. Gates are Keras' i, f, c, o.
+// matmuls. Gates are Keras' i, f, c, o. Every sequence is time-major ([T, B, ...]), so the rows
+// a step reads and writes are contiguous (measured: the backward loop 40% faster than with
+// [B, T, ...], the forward the same).
 //
 // Rows of a batch never interact, so the batch is cut into one block per thread of TensorFlow's
 // intra-op pool, and each thread runs all steps of its rows with no synchronisation. A step is
@@ -40,7 +42,11 @@ using Packet = ei::packet_traits<float>::type;
 constexpr int64_t W = ei::unpacket_traits<Packet>::size;
 // Rows per register block: MR rows x 4 packets of accumulators must fit the vector registers
 // (32 with AVX-512, 16 with AVX2 or SSE) beside the 4 packets of R and a broadcast.
+#ifndef ZOO_ROWS
 constexpr int kRows = W >= 16 ? 6 : 2;
+#else
+constexpr int kRows = ZOO_ROWS;
+#endif
 
 Packet Load(const float* p, int64_t n) {
   return n == W ? ei::ploadu<Packet>(p) : ei::ploadu_partial<Packet>(p, n);
@@ -238,17 +244,17 @@ class ZooLstmForwardOp : public OpKernel {
     const Tensor& r = ctx->input(4);
     const Tensor& bias = ctx->input(5);
     OP_REQUIRES(ctx, x.dims() == 3 && r.dims() == 2 && r.dim_size(1) == 4 * r.dim_size(0),
-                tensorflow::errors::InvalidArgument("x must be [B, T, D], R [H, 4H]"));
-    const int64_t B = x.dim_size(0), T = x.dim_size(1), D = x.dim_size(2);
+                tensorflow::errors::InvalidArgument("x must be [T, B, D], R [H, 4H]"));
+    const int64_t T = x.dim_size(0), B = x.dim_size(1), D = x.dim_size(2);
     const int64_t H = r.dim_size(0), G = 4 * H;
     OP_REQUIRES(ctx, kernel.shape() == TensorShape({D, G}) && bias.shape() == TensorShape({G}),
                 tensorflow::errors::InvalidArgument("kernel must be [D, 4H], bias [4H]"));
     OP_REQUIRES(ctx, h0.shape() == TensorShape({B, H}) && c0.shape() == TensorShape({B, H}),
                 tensorflow::errors::InvalidArgument("h0 and c0 must be [B, H]"));
     Tensor *h, *c, *gates;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, H}), &h));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, H}), &c));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, G}), &gates));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({T, B, H}), &h));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({T, B, H}), &c));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({T, B, G}), &gates));
     if (B == 0 || T == 0) return;
     const float* x_p = x.flat<float>().data();
     const float* h0_p = h0.flat<float>().data();
@@ -262,12 +268,12 @@ class ZooLstmForwardOp : public OpKernel {
     ForEachBlock(ctx, B, Blocks(ctx, B), [&](int64_t, int64_t first, int64_t last) {
       for (int64_t t = 0; t < T; ++t) {
         ForRowBlocks(last - first, [&](auto mr, int64_t row) {
-          const int64_t b = first + row, at = b * T + t;  // row b, step t
-          const In h_prev = t == 0 ? In{h0_p + b * H, H} : In{h_p + (at - 1) * H, T * H};
-          const In c_prev = t == 0 ? In{c0_p + b * H, H} : In{c_p + (at - 1) * H, T * H};
-          ForwardRows<decltype(mr)::value>(P, b_p, In{x_p + at * D, T * D}, h_prev, c_prev,
-                                           Out{g_p + at * G, T * G}, Out{c_p + at * H, T * H},
-                                           Out{h_p + at * H, T * H});
+          const int64_t b = first + row, at = t * B + b;  // step t, row b
+          const In h_prev = t == 0 ? In{h0_p + b * H, H} : In{h_p + (at - B) * H, H};
+          const In c_prev = t == 0 ? In{c0_p + b * H, H} : In{c_p + (at - B) * H, H};
+          ForwardRows<decltype(mr)::value>(P, b_p, In{x_p + at * D, D}, h_prev, c_prev,
+                                           Out{g_p + at * G, G}, Out{c_p + at * H, H},
+                                           Out{h_p + at * H, H});
         });
       }
     });
@@ -285,12 +291,12 @@ class ZooLstmBackwardOp : public OpKernel {
     const Tensor& gates = ctx->input(3);
     const Tensor& dh = ctx->input(4);
     const Tensor& dc = ctx->input(5);
-    const int64_t B = c.dim_size(0), T = c.dim_size(1), H = r.dim_size(0), G = 4 * H;
-    OP_REQUIRES(ctx, gates.shape() == TensorShape({B, T, G}) && dh.shape() == c.shape() &&
+    const int64_t T = c.dim_size(0), B = c.dim_size(1), H = r.dim_size(0), G = 4 * H;
+    OP_REQUIRES(ctx, gates.shape() == TensorShape({T, B, G}) && dh.shape() == c.shape() &&
                          dc.shape() == c.shape() && c0.shape() == TensorShape({B, H}),
                 tensorflow::errors::InvalidArgument("shapes of ZooLstmBackward disagree"));
     Tensor *dgx, *dh0, *dc0, *db;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, G}), &dgx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({T, B, G}), &dgx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, H}), &dh0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, H}), &dc0));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({G}), &db));
@@ -314,12 +320,12 @@ class ZooLstmBackwardOp : public OpKernel {
     ForEachBlock(ctx, B, blocks, [&](int64_t block, int64_t first, int64_t last) {
       for (int64_t t = T - 1; t >= 0; --t) {
         ForRowBlocks(last - first, [&](auto mr, int64_t row) {
-          const int64_t b = first + row, at = b * T + t;
-          const In c_prev = t == 0 ? In{c0_p + b * H, H} : In{c_p + (at - 1) * H, T * H};
-          BackwardRows<decltype(mr)::value>(
-              P, In{g_p + at * G, T * G}, In{c_p + at * H, T * H}, c_prev,
-              In{dh_p + at * H, T * H}, In{dc_p + at * H, T * H}, Out{dh0_p + b * H, H},
-              Out{dc0_p + b * H, H}, Out{dgx_p + at * G, T * G}, db_parts.data() + block * G);
+          const int64_t b = first + row, at = t * B + b;
+          const In c_prev = t == 0 ? In{c0_p + b * H, H} : In{c_p + (at - B) * H, H};
+          BackwardRows<decltype(mr)::value>(P, In{g_p + at * G, G}, In{c_p + at * H, H}, c_prev,
+                                            In{dh_p + at * H, H}, In{dc_p + at * H, H},
+                                            Out{dh0_p + b * H, H}, Out{dc0_p + b * H, H},
+                                            Out{dgx_p + at * G, G}, db_parts.data() + block * G);
         });
       }
     });
