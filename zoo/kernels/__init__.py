@@ -6,7 +6,9 @@ build (g++ against the installed TensorFlow's headers, `tf.sysconfig` flags, abo
 goes to `kernels/` in the zoo's per-user cache folder (`RNN_ZOO_CACHE`, ...), named by a hash of
 the source, the TensorFlow version, the compiler, its flags and the CPU's features, written to a
 temporary name and renamed into place, one process at a time (a lock file), so every later use
-is a plain load. `RNN_ZOO_NATIVE=0` turns the native ops off; `CXX` names the compiler.
+is a plain load. `RNN_ZOO_NATIVE=0` turns the native ops off; `CXX` names the compiler;
+`RNN_ZOO_NATIVE_ARCH` replaces the target flags (default `-march=native`), e.g.
+`-march=x86-64-v3` for an AVX2 build on an AVX-512 machine.
 """
 
 from __future__ import annotations
@@ -87,12 +89,13 @@ def _load(source: Path):
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         raise _Unavailable(f"no C++ compiler: {os.environ.get('CXX', 'g++')} not found")
+    arch = os.environ.get("RNN_ZOO_NATIVE_ARCH")
     command = [
         compiler,
         "-shared",
         "-fPIC",
         "-O3",
-        *ARCH_FLAGS,
+        *(ARCH_FLAGS if arch is None else arch.split()),
         "-w",
         *tf.sysconfig.get_compile_flags(),
         str(source),
