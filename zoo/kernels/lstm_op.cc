@@ -1,11 +1,11 @@
 // The LSTM recurrence as two TensorFlow ops: the whole time loop in C++, forward and backward.
 //
-// ZooLstmForward takes the inputs x (time-major, [T, B, D]), the initial state and the weights
-// (kernel, recurrent kernel, bias), and runs the T steps: gates = b + x_t @ kernel + h @ R, activations, new state.
+// ZooLstmForward takes the inputs x, the initial state and the weights (kernel, recurrent
+// kernel, bias) and runs the T steps: gates = b + x_t @ kernel + h @ R, activations, new state.
 // ZooLstmBackward runs backpropagation through time and returns the gradient of the gates'
 // pre-activations (d gx) and of the bias, from which the caller gets the other gradients as big
 // matmuls. Gates are Keras' i, f, c, o. Every sequence is time-major ([T, B, ...]), so the rows
-// a step reads and writes are contiguous (measured: the backward loop 40% faster than with
+// a step reads and writes are contiguous (measured: the backward loop 1.2-1.8x faster than with
 // [B, T, ...], the forward the same).
 //
 // Rows of a batch never interact, so the batch is cut into one block per thread of TensorFlow's
@@ -14,9 +14,9 @@
 // targets: AVX-512, AVX2, SSE, NEON, or plain floats), fused with the gate arithmetic: kernel
 // and R are packed once per call so that the four gates of W units (W = floats per packet) are
 // adjacent, and a few rows' pre-activations of those units stay in registers from the bias and
-// the product [x_t, h] @ [kernel; R] to the new h and c. The backward step computes d gx for a few rows, then their dh_{t-1} = d @ R^T from a
-// packed R^T while those rows are still in cache. Activations are Eigen's own (the functions
-// its `.tanh()` and `.logistic()` use), so results agree with Eigen-based code to rounding.
+// the product [x_t, h] @ [kernel; R] to the new h and c. The backward step computes d gx for a
+// few rows, then their dh_{t-1} = d @ R^T from a packed R^T while those rows are in cache.
+// Activations are Eigen's own (the functions its `.tanh()` and `.logistic()` use).
 
 #include <algorithm>
 #include <type_traits>
