@@ -13,24 +13,24 @@ from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_a
 BATCH, STEPS, FEATURES, UNITS = 4, 11, 3, 5
 
 
-def _x(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+def _x(seed: int = 0, batch: int = BATCH) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(batch, STEPS, FEATURES)).astype("float32")
 
 
 LAYERS = pytest.mark.parametrize("cls", [FusedLSTM, NativeLSTM], ids=lambda c: c.__name__)
 
 
-def _pair(cls=FusedLSTM, **kwargs):
+def _pair(cls=FusedLSTM, units=UNITS, **kwargs):
     """A keras LSTM with perturbed weights (a non-trivial forget bias too) and a `cls` layer
     built with the same arguments and given the same weights."""
-    reference = keras.layers.LSTM(UNITS, **kwargs)
+    reference = keras.layers.LSTM(units, **kwargs)
     reference.build((None, STEPS, FEATURES))
     rng = np.random.default_rng(1)
     weights = [
         w + 0.5 * rng.normal(size=w.shape).astype("float32") for w in reference.get_weights()
     ]
     reference.set_weights(weights)
-    fused = cls(UNITS, **kwargs)
+    fused = cls(units, **kwargs)
     fused.build((None, STEPS, FEATURES))
     fused.set_weights(weights)
     return reference, fused
@@ -70,13 +70,13 @@ needs_tf = pytest.mark.skipif(
     ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()),
 )
 def test_same_outputs_and_gradients_as_keras_lstm(cls, kwargs):
-    reference, fused = _pair(cls, **kwargs)
-    x = _x()
+    _assert_same_as_keras(*_pair(cls, **kwargs), _x())
+
+
+def _assert_same_as_keras(reference, layer, x):
     out_ref, grad_ref = _outputs_and_gradients(reference, x)
-    out_fused, grad_fused = _outputs_and_gradients(fused, x)
-    for a, b in zip(out_ref, out_fused, strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
-    for a, b in zip(grad_ref, grad_fused, strict=True):
+    out, grad = _outputs_and_gradients(layer, x)
+    for a, b in zip(out_ref + grad_ref, out + grad, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
@@ -184,6 +184,53 @@ def test_native_lstm_runs_the_cpp_op():
     assert not layer.supports_jit
     graph = tf.function(layer).get_concrete_function(tf.TensorSpec((None, STEPS, FEATURES)))
     assert "ZooLstmForward" in {op.type for op in graph.graph.get_operations()}
+
+
+@needs_native
+@pytest.mark.parametrize("batch,units", [(1, 16), (7, 20), (13, 32)])
+def test_native_lstm_blocks_equal_keras(batch, units):
+    """The op's register blocks: whole and partial SIMD packets of units (16, 20, 32 units), whole
+    and partial blocks of rows (13 rows: split between threads), one row."""
+    _assert_same_as_keras(*_pair(NativeLSTM, units, return_sequences=True), _x(7, batch))
+
+
+@needs_native
+def test_native_lstm_portable_build_equals_keras():
+    """`RNN_ZOO_NATIVE_ARCH` builds the op for another target (here SSE only: 4 floats a packet,
+    2 rows a block, where this machine may use 16 and 6): the same results as Keras."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, keras, tensorflow as tf\n"
+        "from zoo.fused import NativeLSTM\n"
+        "from zoo.kernels import lstm_op_status\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = tf.constant(rng.normal(size=(7, 6, 3)).astype('float32'))\n"
+        "worst = 0.0\n"
+        "for units in (4, 9):\n"
+        "    a, b = keras.layers.LSTM(units), NativeLSTM(units)\n"
+        "    a.build(x.shape); b.build(x.shape)\n"
+        "    b.set_weights([w + 0.5 for w in a.get_weights()]); a.set_weights(b.get_weights())\n"
+        "    res = []\n"
+        "    for layer in (a, b):\n"
+        "        with tf.GradientTape() as tape:\n"
+        "            tape.watch(x); out = layer(x); loss = tf.reduce_mean(tf.sin(3.0 * out))\n"
+        "        res.append([out] + tape.gradient(loss, [x, *layer.trainable_weights]))\n"
+        "    for p, q in zip(*res):\n"
+        "        worst = max(worst, float(np.max(np.abs(p - q) / (1 + np.abs(p)))))\n"
+        "print(worst)\n"
+        "print(lstm_op_status())\n"
+    )
+    env = {**os.environ, "RNN_ZOO_NATIVE_ARCH": "-march=x86-64", "KERAS_BACKEND": "tensorflow"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    worst, status = done.stdout.strip().splitlines()[-2:]
+    assert status.startswith("loaded from ") and float(worst) < 1e-5
 
 
 @needs_native

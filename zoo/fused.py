@@ -149,9 +149,9 @@ def native_path_available() -> bool:
 class NativeLSTM(keras.layers.LSTM):
     """`keras.layers.LSTM` whose whole time loop, forward and backward, runs in C++ on CPU.
 
-    Takes `keras.layers.LSTM`'s arguments and has its weights. The input projection of all steps
-    is one matmul, the recurrence the zoo's op (`zoo/kernels/lstm_op.cc`, built on first use):
-    each thread of TensorFlow's intra-op pool runs every step for its block of the batch. Where
+    Takes `keras.layers.LSTM`'s arguments and has its weights. The whole recurrence is the zoo's
+    op (`zoo/kernels/lstm_op.cc`, built on first use): each thread of TensorFlow's intra-op pool
+    runs every step for its block of the batch. Where
     the op cannot run (no compiler, another backend, a GPU, a mask, unroll, a dtype other than
     float32, other activations) it is Keras' own loop, with XLA allowed where the op is not
     built. A layer with recurrent dropout always runs Keras' loop, XLA allowed, so a model with
@@ -172,13 +172,13 @@ class NativeLSTM(keras.layers.LSTM):
         from zoo.kernels import lstm_op
 
         cell = self.cell
-        x = _input_dropout(self, sequences, training)
+        x = tf.transpose(_input_dropout(self, sequences, training), [1, 0, 2])  # time-major
         if self.go_backwards:
-            x = tf.reverse(x, [1])
-        gx = tf.einsum("btd,dg->btg", x, cell.kernel)
-        if cell.use_bias:
-            gx = gx + cell.bias
-        h, c, _ = lstm_op().zoo_lstm_forward(gx, *initial_state, cell.recurrent_kernel)
-        last = h[:, -1]
-        outputs = h if self.return_sequences else tf.expand_dims(last, 1)
-        return last, outputs, [last, c[:, -1]]
+            x = tf.reverse(x, [0])
+        bias = cell.bias if cell.use_bias else tf.zeros([4 * self.units], x.dtype)
+        h, c, _ = lstm_op().zoo_lstm_forward(
+            x, *initial_state, cell.kernel, cell.recurrent_kernel, bias
+        )
+        last = h[-1]
+        outputs = tf.transpose(h, [1, 0, 2]) if self.return_sequences else tf.expand_dims(last, 1)
+        return last, outputs, [last, c[-1]]

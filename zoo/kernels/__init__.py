@@ -6,7 +6,9 @@ build (g++ against the installed TensorFlow's headers, `tf.sysconfig` flags, abo
 goes to `kernels/` in the zoo's per-user cache folder (`RNN_ZOO_CACHE`, ...), named by a hash of
 the source, the TensorFlow version, the compiler, its flags and the CPU's features, written to a
 temporary name and renamed into place, one process at a time (a lock file), so every later use
-is a plain load. `RNN_ZOO_NATIVE=0` turns the native ops off; `CXX` names the compiler.
+is a plain load. `RNN_ZOO_NATIVE=0` turns the native ops off; `CXX` names the compiler;
+`RNN_ZOO_NATIVE_ARCH` replaces the target flags (default `-march=native`), e.g.
+`-march=x86-64-v3` for an AVX2 build on an AVX-512 machine.
 """
 
 from __future__ import annotations
@@ -51,21 +53,24 @@ def lstm_op():
 
 
 def _register_lstm_gradient(library) -> None:
-    """ZooLstmForward's gradient: backpropagation through time in C++ (d gx, d h0, d c0), then
-    the recurrent kernel's gradient as one matmul over all steps. `gates` is saved for the
-    backward pass and is not differentiated."""
+    """ZooLstmForward's gradient: backpropagation through time in C++ (d gates, d h0, d c0, d bias),
+    then the input, kernel and recurrent kernel gradients as big matmuls over all steps. `gates`
+    is saved for the backward pass and is not differentiated."""
     import tensorflow as tf
 
     @tf.RegisterGradient("ZooLstmForward")
     def _grad(op, dh, dc, _):
-        gx, h0, c0, r = op.inputs
+        x, h0, c0, kernel, r, _ = op.inputs
         h, c, gates = op.outputs
         dh = tf.zeros_like(h) if dh is None else dh
         dc = tf.zeros_like(c) if dc is None else dc
-        dgx, dh0, dc0 = library.zoo_lstm_backward(r, c0, c, gates, dh, dc)
-        h_prev = tf.reshape(tf.concat([h0[:, None], h[:, :-1]], 1), [-1, tf.shape(r)[0]])
-        dr = tf.matmul(h_prev, tf.reshape(dgx, [-1, tf.shape(r)[1]]), transpose_a=True)
-        return dgx, dh0, dc0, dr
+        dgx, dh0, dc0, db = library.zoo_lstm_backward(r, c0, c, gates, dh, dc)
+        dgx = tf.reshape(dgx, [-1, tf.shape(r)[1]])  # time-major: one row a step and sequence
+        h_prev = tf.reshape(tf.concat([h0[None], h[:-1]], 0), [-1, tf.shape(r)[0]])
+        dr = tf.matmul(h_prev, dgx, transpose_a=True)
+        dkernel = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[2]]), dgx, transpose_a=True)
+        dx = tf.reshape(tf.matmul(dgx, kernel, transpose_b=True), tf.shape(x))
+        return dx, dh0, dc0, dkernel, dr, db
 
 
 class _Unavailable(Exception):
@@ -84,12 +89,13 @@ def _load(source: Path):
     compiler = shutil.which(os.environ.get("CXX", "g++"))
     if compiler is None:
         raise _Unavailable(f"no C++ compiler: {os.environ.get('CXX', 'g++')} not found")
+    arch = os.environ.get("RNN_ZOO_NATIVE_ARCH")
     command = [
         compiler,
         "-shared",
         "-fPIC",
         "-O3",
-        *ARCH_FLAGS,
+        *(ARCH_FLAGS if arch is None else arch.split()),
         "-w",
         *tf.sysconfig.get_compile_flags(),
         str(source),
