@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--batch", type=int, default=64, help="training batch size")
     p.add_argument("--steps", type=int, default=12, help="training batches per timed round")
-    p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 3 batches")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 batches")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--data", type=Path, default=HAR_ZIP, help="UCI HAR zip for the parse timing")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -87,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if unknown:
         p.error(f"--models must be among {', '.join(MODELS)}. Received: {', '.join(unknown)}")
     if args.quick:
-        args.repeats, args.steps = 2, 3
+        args.repeats, args.steps = 1, 2
     return args
 
 

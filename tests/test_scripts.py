@@ -58,7 +58,7 @@ def test_benchmark_speed_prints_its_tables():
     # its own process: the script sets TensorFlow's thread pools, fixed once TensorFlow started
     script = str(ROOT / "scripts" / "benchmark_speed.py")
     done = subprocess.run(
-        [sys.executable, script, "--quick", "--models", "bilstm", "--no-torch"],
+        [sys.executable, script, "--quick", "--models", "bilstm", "--no-torch", "--batch", "8"],
         capture_output=True,
         text=True,
         check=True,

@@ -18,12 +18,17 @@ from zoo import evaluate as evaluate_cli
 from zoo.config import model_settings
 from zoo.presets import get_preset, list_presets
 
+NO_RECURRENT_DROPOUT = ["--recurrent-dropout", "0"]  # test speed; see run()
 TINY_ECHO = ["--task-option", "series_length=900", "--units", "8", "--epochs", "2"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run(args: list[str], out: Path) -> dict:
-    """Train in-process; return the run folder's metrics."""
+def run(args: list[str], out: Path, small_data_defaults: bool = False) -> dict:
+    """Train in-process; return the run folder's metrics. Recurrent dropout is off unless the
+    test is about it: a small split's default turns it on, and Keras' loop with it traces and
+    trains seconds slower a run."""
+    if not small_data_defaults and "--recurrent-dropout" not in args:
+        args = [*args, *NO_RECURRENT_DROPOUT]
     assert train.main([*args, "--out", str(out), "--quiet"]) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -460,7 +465,7 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
     large = get_task("npz", data=small_npz(tmp_path, SMALL_DATA + 200))
     assert len(large.x_train) >= SMALL_DATA and "dropout" not in training_defaults_for(large)
     tiny = ["npz", "lstm", "--data", str(small_npz(tmp_path, 40)), "--units", "4"]
-    run([*tiny, "--epochs", "1"], tmp_path / "run")
+    run([*tiny, "--epochs", "1"], tmp_path / "run", small_data_defaults=True)
     config = json.loads((tmp_path / "run" / "config.json").read_text())["hyperparameters"]
     assert {k: config[k] for k in SMALL_DATA_DROPOUT} == SMALL_DATA_DROPOUT
     layer = keras.models.load_model(tmp_path / "run" / "model.keras").get_layer("lstm_1")
