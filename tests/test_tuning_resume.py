@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,37 +71,47 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, capsy
         assert state["run_times"][trial_id] == 1
 
 
-def finished_search(tmp_path, trials: int) -> tuple[list[str], Path]:
-    """The arguments and project folder of a finished `trials`-trial search."""
-    args = ["count_ones", *TINY, "--max-trials", str(trials), *FAST, "--dir", str(tmp_path)]
-    assert search_cli.main(args) == 0
-    return args, tmp_path / "count_ones-random"
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A finished 2-trial search's project folder; each test resumes a copy of it."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert search_cli.main(search_args(folder, 2)) == 0
+    return folder / "count_ones-random"
 
 
-def test_kill_between_a_new_trials_file_and_oracle_json_runs_that_trial(tmp_path):
+def search_args(folder: Path, trials: int) -> list[str]:
+    return ["count_ones", *TINY, "--max-trials", str(trials), *FAST, "--dir", str(folder)]
+
+
+def copy_of(finished: Path, tmp_path: Path) -> Path:
+    project = tmp_path / finished.name
+    shutil.copytree(finished, project)
+    return project
+
+
+def test_kill_between_a_new_trials_file_and_oracle_json_runs_that_trial(finished, tmp_path):
     """keras-tuner writes trial_N/trial.json before oracle.json: a kill between the two
     leaves a RUNNING trial that oracle.json does not know. On resume it runs, once."""
-    args, project = finished_search(tmp_path, 1)
+    project = copy_of(finished, tmp_path)
     orphan = json.loads((project / "trial_0" / "trial.json").read_text())
-    orphan |= {"trial_id": "1", "status": "RUNNING", "score": None, "best_step": 0}
+    orphan |= {"trial_id": "2", "status": "RUNNING", "score": None, "best_step": 0}
     orphan["metrics"] = {"metrics": {}}
-    (project / "trial_1").mkdir()
-    (project / "trial_1" / "trial.json").write_text(json.dumps(orphan))
-    args[args.index("--max-trials") + 1] = "2"
-    assert search_cli.main(args) == 0
-    state = assert_no_trial_ran_twice(project, 2)
-    assert state["run_times"]["1"] == 1
+    (project / "trial_2").mkdir()
+    (project / "trial_2" / "trial.json").write_text(json.dumps(orphan))
+    assert search_cli.main(search_args(tmp_path, 3)) == 0
+    state = assert_no_trial_ran_twice(project, 3)
+    assert state["run_times"]["2"] == 1
 
 
-def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(tmp_path):
+def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(finished, tmp_path):
     """A kill after a trial's end reached trial.json, before oracle.json: not run again."""
-    args, project = finished_search(tmp_path, 2)
+    project = copy_of(finished, tmp_path)
     finished_file = (project / "trial_1" / "trial.json").read_text()
     state = oracle_state(project)
     state["end_order"].remove("1")
     state["ongoing_trials"] = {"tuner0": "1"}
     (project / "oracle.json").write_text(json.dumps(state))
-    assert search_cli.main(args) == 0
+    assert search_cli.main(search_args(tmp_path, 2)) == 0
     assert_no_trial_ran_twice(project, 2)
     assert (project / "trial_1" / "trial.json").read_text() == finished_file
 
