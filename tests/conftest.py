@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import keras
 import pytest
 
@@ -40,22 +37,3 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each file keeps its own order
-
-
-_BUILD = "from zoo.kernels import lstm_op; lstm_op()"
-
-
-def pytest_configure(config):
-    """With xdist workers, build the C++ LSTM op (zoo.kernels) in the background from the start:
-    on an empty cache the workers' first LSTM would otherwise wait on the build (about 25 s of
-    one core) after their own start-up. A built op is just loaded; the build is locked."""
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        config._lstm_op_build = subprocess.Popen(
-            [sys.executable, "-c", _BUILD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-
-def pytest_unconfigure(config):
-    build = getattr(config, "_lstm_op_build", None)
-    if build is not None:
-        build.wait()
