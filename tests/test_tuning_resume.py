@@ -116,6 +116,20 @@ def test_kill_between_a_trials_end_and_oracle_json_does_not_rerun_it(finished, t
     assert (project / "trial_1" / "trial.json").read_text() == finished_file
 
 
+def test_kill_before_the_tuners_own_file_resumes_instead_of_starting_afresh(finished, tmp_path):
+    """keras-tuner writes tuner0.json after the first trial's end, after oracle.json: a kill in
+    between must not start the search afresh (it ran the finished trial again)."""
+    project = copy_of(finished, tmp_path)
+    (project / "tuner0.json").unlink()
+    (project / "oracle.json").write_text(json.dumps(oracle_state(project)))
+    files = {t: (project / f"trial_{t}" / "trial.json").read_text() for t in ("0", "1")}
+    assert search_cli.main(search_args(tmp_path, 2)) == 0
+    state = assert_no_trial_ran_twice(project, 2)
+    assert state["run_times"] == {"0": 1, "1": 1}
+    for trial_id, text in files.items():
+        assert (project / f"trial_{trial_id}" / "trial.json").read_text() == text
+
+
 # ---------------------------------------------------------------- distributed
 
 

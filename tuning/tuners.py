@@ -251,6 +251,16 @@ class ZooTuner(kt.Tuner):
     _waiting = False
     _heartbeat = None
 
+    def _populate_initial_space(self):
+        """keras-tuner reloads a search only where this tuner's own file (tuner0.json) exists,
+        and writes it after the first trial's end, after oracle.json: a kill in between started
+        the search afresh and ran the finished trial again. oracle.json decides instead (the
+        tuner's own state is empty)."""
+        if not self._is_worker() and os.path.exists(self.oracle._get_oracle_fname()):
+            self.oracle.reload()
+        else:
+            super()._populate_initial_space()
+
     def run_trial(self, trial, *args, **kwargs):
         """Train as keras-tuner does (each execution from its own seed, see
         `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb` and `objective_std`, the
