@@ -128,7 +128,10 @@ def test_workers_train_together_survive_a_killed_worker_and_resume(tmp_path, sin
     worker.communicate(timeout=LIMIT)
     code, _, err = finish(chief)  # the chief's health checks notice the lost worker
     assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "a worker died or stopped answering (lost /job:worker/replica:0/task:1)" in err
+    # which of TensorFlow's errors reports it depends on timing: the lost task (quiet machine) or
+    # UnavailableError (a loaded one, seen in a fresh clone's suite beside two busy loops)
+    assert "a worker died or stopped answering (" in err
+    assert "(lost /job:worker/replica:0/task:1)" in err or "(UnavailableError)" in err
     assert f"--resume {out} --distribute multi_worker" in err
     done = history(out)
     first, reference = done[0], history(single)[0]
