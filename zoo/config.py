@@ -175,8 +175,9 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
         return None
     steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
     return (
-        f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size {chosen['batch_size']}, up to "
-        f"{chosen['epochs']} epochs ({steps:,} gradient steps), patience {chosen['patience']}, "
+        f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size "
+        f"{chosen['batch_size']}, up to {chosen['epochs']} epochs ({steps:,} gradient steps), "
+        f"patience {chosen['patience']}, "
         f"dropout {chosen['dropout']:g} and recurrent dropout {chosen['recurrent_dropout']:g} "
         "against memorising it; --batch-size, --epochs, --patience, --dropout and "
         "--recurrent-dropout choose otherwise"
