@@ -187,10 +187,11 @@ def test_native_lstm_runs_the_cpp_op():
 
 
 @needs_native
-@pytest.mark.parametrize("batch,units", [(1, 16), (7, 20), (13, 32)])
+@pytest.mark.parametrize("batch,units", [(1, 16), (7, 20), (13, 32), (18, 24)])
 def test_native_lstm_blocks_equal_keras(batch, units):
-    """The op's register blocks: whole and partial SIMD packets of units (16, 20, 32 units), whole
-    and partial blocks of rows (13 rows: split between threads), one row."""
+    """The op's register blocks: whole and partial SIMD packets of units (16, 20, 24, 32 units),
+    whole and partial blocks of rows (13 rows: split between threads; 7 rows, and 9 a thread of
+    18, run as two short blocks, not a full block and 1-3 rows), one row."""
     _assert_same_as_keras(*_pair(NativeLSTM, units, return_sequences=True), _x(7, batch))
 
 

@@ -69,18 +69,31 @@ struct Rows {
 using In = Rows<const float>;
 using Out = Rows<float>;
 
-// Calls fn(std::integral_constant<int, MR>, first_row) for blocks of kRows rows, then the rest.
+// Calls fn(std::integral_constant<int, MR>, first_row) for blocks of kRows rows, then the rest;
+// a rest under 4 rows is joined to the last full block and the two split evenly (6 + 2 rows run
+// as 4 + 4: a block of few rows loads the weights for little arithmetic).
 template <typename Fn>
 void ForRowBlocks(int64_t n, Fn fn) {
+  auto rest = [&](int64_t m, int64_t r) {
+    switch (m) {
+      case 1: return fn(std::integral_constant<int, 1>(), r);
+      case 2: return fn(std::integral_constant<int, 2>(), r);
+      case 3: return fn(std::integral_constant<int, 3>(), r);
+      case 4: return fn(std::integral_constant<int, 4>(), r);
+      case 5: return fn(std::integral_constant<int, 5>(), r);
+      default: return;
+    }
+  };
   int64_t r = 0;
-  for (; r + kRows <= n; r += kRows) fn(std::integral_constant<int, kRows>(), r);
-  switch (n - r) {
-    case 1: return fn(std::integral_constant<int, 1>(), r);
-    case 2: return fn(std::integral_constant<int, 2>(), r);
-    case 3: return fn(std::integral_constant<int, 3>(), r);
-    case 4: return fn(std::integral_constant<int, 4>(), r);
-    case 5: return fn(std::integral_constant<int, 5>(), r);
-    default: return;
+  const int64_t tail = n % kRows;
+  const int64_t full = n / kRows - (kRows > 4 && tail > 0 && tail < 4 && n > kRows);
+  for (int64_t b = 0; b < full; ++b, r += kRows) fn(std::integral_constant<int, kRows>(), r);
+  const int64_t left = n - r;  // under kRows, or kRows + a short tail
+  if (left > kRows) {
+    rest(left / 2, r);
+    rest(left - left / 2, r + left / 2);
+  } else {
+    rest(left, r);
   }
 }
 
