@@ -21,8 +21,10 @@ On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with K
   OpenMP threads spin-wait for each other and its throughput can drop tenfold, so the table
   also compares with the better of the two.
 
-Then inference: the latency of one window (batch 1) and the throughput at batch 256; and the time
-to parse the UCI HAR zip cold and from its cache. Prints Markdown tables.
+Then inference: the latency of one window (batch 1) and the throughput at batch 256; on
+TensorFlow, the zoo's C++ LSTM op alone (a forward and a backward call at both layer shapes of
+`stacked_lstm`); and the time to parse the UCI HAR zip cold and from its cache. Prints Markdown
+tables.
 
     pip install -e '.[bench]'          # PyTorch, optional
     python scripts/benchmark_speed.py --threads 2 --repeats 7
@@ -372,6 +374,47 @@ def bench_model(name: str, args, client) -> dict:
     }
 
 
+def lstm_op_times(args) -> dict | None:
+    """Milliseconds a call of the zoo's C++ LSTM op, forward and backward, at the shapes of
+    `stacked_lstm`'s two layers (inputs of FEATURES and of UNITS), median of rounds timed in
+    turns; None where the op is not built."""
+    from zoo.kernels import lstm_op
+
+    library = lstm_op()
+    if library is None:
+        return None
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    calls = {}
+    for d in (FEATURES, UNITS):
+        x = tf.constant(rng.normal(size=(STEPS, args.batch, d)).astype("float32"))
+        zeros = tf.zeros((args.batch, UNITS))
+        kernel = tf.constant(0.1 * rng.normal(size=(d, 4 * UNITS)).astype("float32"))
+        r = tf.constant(0.1 * rng.normal(size=(UNITS, 4 * UNITS)).astype("float32"))
+        bias = tf.zeros((4 * UNITS,))
+        _, c, gates = library.zoo_lstm_forward(x, zeros, zeros, kernel, r, bias)
+        dh = tf.constant(rng.normal(size=(STEPS, args.batch, UNITS)).astype("float32"))
+        calls[(d, "forward")] = tf.function(
+            lambda x=x, z=zeros, k=kernel, r=r, b=bias: library.zoo_lstm_forward(x, z, z, k, r, b)
+        )
+        calls[(d, "backward")] = tf.function(
+            lambda r=r, z=zeros, c=c, g=gates, dh=dh: library.zoo_lstm_backward(
+                r, z, c, g, dh, tf.zeros_like(dh)
+            )
+        )
+    times = {key: [] for key in calls}
+    for call in calls.values():
+        call()  # tracing
+    for _ in range(args.repeats):
+        for key, call in calls.items():
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                call()
+            times[key].append(1e3 * (time.perf_counter() - t) / args.steps)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
 def har_parse_times(path: Path):
     """Seconds to load the HAR arrays from the zip (cold) and from the cache just written."""
     if not path.exists():
@@ -490,6 +533,7 @@ def main(argv=None) -> int:
         for name in args.models:
             print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
             rows.append(bench_model(name, args, client))
+        op_times = lstm_op_times(args) if args.backend == "tensorflow" else None
         har = har_parse_times(args.data)
     finally:
         if client is not None:
@@ -503,6 +547,17 @@ def main(argv=None) -> int:
         + f"{FEATURES} inputs, {UNITS} units, Adam; {args.repeats} rounds of {args.steps} batches.\n"
     )
     print(tables(rows, client is not None))
+    if op_times is not None:
+        print(
+            f"\nThe C++ LSTM op alone (batch {args.batch}, {STEPS} steps, {UNITS} units; ms a call, "
+            f"median of {args.repeats} rounds of {args.steps}): "
+            + "; ".join(
+                f"input {d}: forward {op_times[(d, 'forward')]:.2f}, "
+                f"backward {op_times[(d, 'backward')]:.2f}"
+                for d in (FEATURES, UNITS)
+            )
+            + "."
+        )
     if har is None:
         print(f"\nHAR parse: skipped ({args.data} not found).")
     else:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import re
 import runpy
 import subprocess
 import sys
 from pathlib import Path
+
+from zoo.fused import native_path_available
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,3 +72,7 @@ def test_benchmark_speed_prints_its_tables():
     assert "NativeLSTM everywhere" in rows["model"] and "| FusedLSTM |" in rows["bilstm"]
     assert rows["model"].count("|") == rows["bilstm"].count("|")
     assert "HAR parse" in done.stdout
+    if native_path_available():
+        assert re.search(
+            r"LSTM op alone .*input 64: forward \d+\.\d+, backward \d+\.\d+", done.stdout
+        )
