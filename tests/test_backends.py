@@ -1,9 +1,13 @@
-"""The zoo on Keras' JAX and PyTorch backends, and `.keras` files moving between backends.
+"""The zoo on Keras' JAX and PyTorch backends without TensorFlow, and `.keras` files moving
+between backends.
 
 Keras fixes its backend when it is imported, and this process runs TensorFlow, so each other
 backend runs tests/backend_check.py once, in one subprocess (models, FusedLSTM, the files saved
-here, `zoo.train` and `tuning.search`); the tests below read its report. A backend whose package
-is not installed is skipped (`pip install -e '.[test]'` installs JAX).
+here, `zoo.train`, `tuning.search`, `zoo.evaluate`, streaming, generation, an export refused);
+the tests below read its report. That subprocess sees TensorFlow as not installed
+(tests/no_tensorflow/sitecustomize.py blocks its import), as on a GPU machine with JAX or
+PyTorch only: any hidden TensorFlow import fails there. A backend whose package is not installed
+is skipped (`pip install -e '.[test]'` installs JAX).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def report(request, tf_saved, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp(request.param)
     command = [sys.executable, str(ROOT / "tests" / "backend_check.py"), str(out)]
     command += ["--models", CHECKED, "--foreign", str(tf_saved), "--cli"]
-    env = {**os.environ, "KERAS_BACKEND": request.param, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join([str(ROOT / "tests" / "no_tensorflow"), str(ROOT)])
+    env = {**os.environ, "KERAS_BACKEND": request.param, "PYTHONPATH": path}
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     found = json.loads((out / "report.json").read_text())
@@ -89,6 +94,25 @@ def test_zoo_train_runs_there(report):
     assert json.loads((run / "config.json").read_text())["versions"]["backend"] == report["backend"]
     assert "accuracy" in json.loads((run / "metrics.json").read_text())
     assert (run / "model.keras").stat().st_size > 0
+    assert not (run / "tb").exists()  # TensorBoard's writer is TensorFlow's
+
+
+def test_nothing_imports_tensorflow_there(report):
+    assert report["tensorflow_imported"] is False
+    run = report["out"] / "run"
+    assert "tensorflow" not in json.loads((run / "config.json").read_text())["versions"]
+
+
+def test_evaluate_streaming_and_generation_run_there(report):
+    assert report["cli"]["evaluate"] == 0
+    assert report["cli"]["stream"] <= 1e-5
+    assert report["cli"]["generate"] == [5]
+
+
+def test_an_export_that_needs_tensorflow_says_so_in_one_line(report):
+    refused = report["cli"]["export"]
+    assert refused["code"] == 2 and not refused["exported"], refused
+    assert refused["stderr"].count("\n") == 1 and "needs TensorFlow" in refused["stderr"]
 
 
 def test_a_keras_tuner_search_runs_there(report):
