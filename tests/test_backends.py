@@ -78,6 +78,36 @@ def test_fused_lstm_is_plain_keras_there(report):
     assert all(diff <= 1e-6 for diff in report["fused"]["diffs"].values()), report["fused"]
 
 
+# zoo.scan's own loop against Keras' layers (float32, tiny shapes, the same weights): outputs
+# within SCAN_OUTPUT absolutely, every gradient within SCAN_GRADIENT of its largest entry.
+SCAN_OUTPUT, SCAN_GRADIENT = 1e-6, 1e-5
+
+
+def test_the_zoos_jax_loop_equals_keras_layers_in_outputs_and_gradients(report):
+    found = report["scan"]
+    if "skipped" in found:
+        pytest.skip(found["skipped"])
+    for cell in ("lstm", "gru"):
+        for case, (_, structure) in backend_check.SCAN_CASES.items():
+            result = found[f"{cell}/{case}"]
+            twice = structure.get("depth", 1) == 2 or structure.get("bidirectional")
+            assert result["zoo_loop_traced"] == (2 if twice else 1), (cell, case, result)
+            assert result["output"] <= SCAN_OUTPUT, (cell, case, result)
+            assert result["gradient"] <= SCAN_GRADIENT, (cell, case, result)
+        assert found[f"{cell}/inputs"]["gradient"] <= SCAN_GRADIENT, found[f"{cell}/inputs"]
+
+
+def test_the_zoos_jax_loop_runs_only_where_it_computes_what_keras_does(report):
+    found = report["scan"]
+    if "skipped" in found:
+        pytest.skip(found["skipped"])
+    for case, (_, _, cells) in backend_check.SCAN_NOT_APPLIED.items():
+        for cell in cells:
+            assert found[f"{cell}/{case}"]["zoo_loop_traced"] == 0, (cell, case)
+    # the policy on CPU: Keras' step-by-step loop for both (zoo.scan.POLICY)
+    assert found["default_path_traces"] == {"lstm": 0, "gru": 0}
+
+
 def test_models_saved_on_tensorflow_load_there_with_the_same_outputs(report):
     assert sorted(report["foreign"]) == list_models(CROSS), report["foreign"]
     assert all(diff <= TOLERANCE for diff in report["foreign"].values()), report["foreign"]
