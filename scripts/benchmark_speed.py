@@ -500,7 +500,7 @@ def bench_model(name: str, args, client) -> dict:
             if native_path_available() and NativeLSTM in kinds:
                 zoo_uses = "NativeLSTM" if zoo_uses == "default" else f"NativeLSTM, {zoo_uses}"
             if args.backend == "jax" and signature[2]:
-                zoo_uses = f"{'+'.join(sorted(set(signature[2])))} loop, XLA"
+                zoo_uses = f"{'+'.join(sorted(set(signature[2])))} path, XLA"
         twin = built.get(signature)
         if twin is not None:  # the same network compiled the same way: time it once
             same_as[config] = twin
@@ -805,6 +805,10 @@ def gpu_main(args, argv) -> int:
             for name in models:
                 print(f"benchmarking {shape_label(shape)} {name} ...", file=sys.stderr, flush=True)
                 rows.append(gpu_case(shape, name, args, client))
+                done = ", ".join(
+                    f"{c} {statistics.median(v):,.0f}" for c, v in rows[-1]["results"].items()
+                )  # as it goes: a run cut short still leaves its figures
+                print(f"  samples/s: {done}", file=sys.stderr, flush=True)
     finally:
         if client is not None:
             client.close()
