@@ -339,7 +339,7 @@ def _stream(run: Path) -> float:
     model_path, config = locate_run(run)
     x = run_task(config).x_test[0]
     streamed = Streamer.from_run(run).feed(x)
-    full = np.asarray(load_model(model_path)(x[None]))[0]
+    full = load_model(model_path).predict(x[None], verbose=0)[0]
     return float(np.max(np.abs(streamed - full if full.ndim == 2 else streamed[-1] - full)))
 
 
