@@ -12,8 +12,11 @@ machine hits them alike; ratios are medians of the per-round ratios. On `--backe
 - `native`: `zoo.fused.NativeLSTM` (the zoo's C++ op) for every LSTM layer, without XLA;
   configurations that build the same network compiled the same way are timed once.
 
-On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with Keras' default
-`jit_compile="auto"`: XLA on JAX, eager on PyTorch; `FusedLSTM` is plain Keras there. And:
+On `--backend jax` (or torch) `zoo` and `keras` (plain `keras.layers.*`), both with Keras' default
+`jit_compile="auto"`: XLA on JAX, eager on PyTorch; `FusedLSTM` is plain Keras on PyTorch. On JAX
+also the paths of `zoo.scan` forced (RNN_ZOO_RNN_PATH while the model is traced): `scan` (the
+zoo's own loop) and `loop` (Keras' step-by-step loop); `zoo` takes the one `zoo.scan.POLICY`
+picks. Configurations that run the same loop are timed once. And:
 
 - `torch`: the same network in PyTorch (`nn.LSTM`/`nn.GRU`/`nn.RNN`, last state, `nn.Linear`),
   in a worker process (two thread pools spinning in one process slow each other down), with
@@ -26,10 +29,20 @@ TensorFlow, the zoo's C++ LSTM op alone (a forward and a backward call at both l
 `stacked_lstm`); and the time to parse the UCI HAR zip cold and from its cache. Prints Markdown
 tables.
 
+`--gpu` (the default where `nvidia-smi` lists a GPU and no --backend is given) measures issue
+28's table instead, on Keras' JAX backend without importing TensorFlow: for each shape (steps x
+features, units, batch) of GPU_SHAPES and model (lstm, gru, stacked_lstm), training samples/s
+(`model.fit` on NumPy arrays, as `zoo.fit` trains) of the zoo's three paths (`scan`, `loop`,
+`keras`: Keras' own, its cuDNN LSTM on a GPU), the path `zoo.scan.POLICY` picks, and PyTorch's
+cuDNN `nn.LSTM`/`nn.GRU` of the same size with Adam and the same batch (tensors already on the
+device), in interleaved rounds; then the `zoo.scan.POLICY` rows the measurement suggests.
+`--device cpu` runs the same on the CPU (a smoke test; with `--quick --shapes 8x3/4/8`).
+
     pip install -e '.[bench]'          # PyTorch, optional
     python scripts/benchmark_speed.py --threads 2 --repeats 7
     python scripts/benchmark_speed.py --quick --models lstm,gru
     python scripts/benchmark_speed.py --backend jax --models lstm,gru   # pip install -e '.[jax]'
+    XLA_PYTHON_CLIENT_PREALLOCATE=false python scripts/benchmark_speed.py --gpu   # GPU machine
 """
 
 from __future__ import annotations
@@ -59,6 +72,15 @@ TORCH_SPECS = {
     "stacked_lstm": ("LSTM", 2, False),
 }
 BACKENDS = ("tensorflow", "jax", "torch")
+# --gpu: issue 28's table, (steps, features, units, batch) -> models
+GPU_SHAPES = {
+    (128, 9, 64, 64): ("lstm", "gru", "stacked_lstm"),
+    (128, 9, 64, 256): ("lstm", "gru", "stacked_lstm"),
+    (128, 9, 256, 256): ("lstm", "gru", "stacked_lstm"),
+    (512, 32, 128, 128): ("lstm",),
+}
+GPU_MODELS = ("lstm", "gru", "stacked_lstm")
+RNN_PATHS = ("scan", "loop", "keras")  # zoo.scan.PATHS (not imported: no Keras before --backend)
 HAR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci_har_dataset.zip"
 LATENCY_CALLS = 20
 
@@ -68,7 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo model names")
-    p.add_argument("--repeats", type=int, default=7, help="timed rounds per configuration")
+    p.add_argument(
+        "--repeats", type=int, help="timed rounds per configuration (default 7; --gpu: 5)"
+    )
     p.add_argument("--threads", type=int, default=2, help="CPU threads for TF and PyTorch")
     p.add_argument(
         "--backend",
@@ -78,25 +102,99 @@ def parse_args(argv=None) -> argparse.Namespace:
         "tensorflow); JAX uses every core whatever --threads says",
     )
     p.add_argument("--batch", type=int, default=64, help="training batch size")
-    p.add_argument("--steps", type=int, default=12, help="training batches per timed round")
+    p.add_argument(
+        "--steps", type=int, help="training batches per timed round (default 12; --gpu: 40)"
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 batches")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--data", type=Path, default=HAR_ZIP, help="UCI HAR zip for the parse timing")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        default=None,
+        help="issue 28's GPU table on JAX, no TensorFlow (default where nvidia-smi lists a GPU "
+        "and no --backend is given)",
+    )
+    p.add_argument("--device", choices=("gpu", "cpu"), default="gpu", help="--gpu: where to run it")
+    p.add_argument(
+        "--shapes",
+        help="--gpu: STEPSxFEATURES/UNITS/BATCH,... for every --models (default: GPU_SHAPES)",
+    )
+    p.add_argument(
+        "--paths",
+        default=",".join(RNN_PATHS),
+        help="--gpu: the zoo.scan paths to time (the policy's pick is timed in any case)",
+    )
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torch-device", default="cpu", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    explicit_backend = any(a == "--backend" or a.startswith("--backend=") for a in argv or sys.argv)
+    if args.gpu is None:
+        args.gpu = not explicit_backend and not args.torch_worker and gpu_present()
+    if args.gpu and explicit_backend and args.backend != "jax":
+        p.error(f"--gpu runs on JAX. Received: --backend {args.backend}")
+    default_models = ",".join(MODELS)
+    if args.gpu and args.models == default_models:
+        args.models = ",".join(GPU_MODELS)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(TORCH_SPECS))
     if unknown:
         p.error(f"--models must be among {', '.join(MODELS)}. Received: {', '.join(unknown)}")
+    args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
+    if not args.paths or set(args.paths) - set(RNN_PATHS):
+        p.error(f"--paths must be among {', '.join(RNN_PATHS)}. Received: {','.join(args.paths)}")
+    try:
+        args.shapes = parse_shapes(args.shapes, args.models) if args.gpu else None
+    except ValueError as err:
+        p.error(str(err))
+    if args.steps is None:
+        args.steps = 40 if args.gpu else 12
+    if args.repeats is None:
+        args.repeats = 5 if args.gpu else 7
     if args.quick:
         args.repeats, args.steps = 1, 2
     return args
 
 
-def batches(n: int, batch: int, seed: int = 0):
+def parse_shapes(text: str | None, models: list[str]) -> dict:
+    """--shapes as GPU_SHAPES: {(steps, features, units, batch): models}; None: GPU_SHAPES, each
+    shape with the --models it lists."""
+    if text is None:
+        chosen = {s: tuple(m for m in ms if m in models) for s, ms in GPU_SHAPES.items()}
+        return {s: ms for s, ms in chosen.items() if ms}
+    shapes = {}
+    for item in text.split(","):
+        try:
+            window, units, batch = item.strip().split("/")
+            steps, features = window.split("x")
+            shape = tuple(int(v) for v in (steps, features, units, batch))
+        except ValueError:
+            shape = ()
+        if len(shape) != 4 or min(shape) < 1:
+            raise ValueError(
+                f"--shapes takes STEPSxFEATURES/UNITS/BATCH items, e.g. 128x9/64/64. "
+                f"Received: {item!r}"
+            )
+        shapes[shape] = tuple(models)
+    return shapes
+
+
+def gpu_present() -> bool:
+    """True where `nvidia-smi -L` lists a GPU (checked without importing JAX or TensorFlow)."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return False
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        return listed.returncode == 0 and "GPU" in listed.stdout
+    return False
+
+
+def batches(n: int, batch: int, seed: int = 0, steps: int = STEPS, features: int = FEATURES):
     """`n` synthetic HAR-shaped batches (inputs standard normal, labels uniform)."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, batch, STEPS, FEATURES)).astype("float32")
+    x = rng.normal(size=(n, batch, steps, features)).astype("float32")
     y = rng.integers(0, CLASSES, size=(n, batch)).astype("int64")
     return x, y
 
@@ -109,57 +207,68 @@ def load() -> float:
 
 
 def torch_worker(args) -> int:
-    """Answer one JSON command a line on stdin: build a model, time training or inference."""
+    """Answer one JSON command a line on stdin: build a model (of the default shape, or the
+    steps, features, units and batch given), time training or inference on --torch-device."""
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.torch_device)
 
     class Net(torch.nn.Module):
-        def __init__(self, name):
+        def __init__(self, name, features, units):
             super().__init__()
             kind, layers, bi = TORCH_SPECS[name]
             self.dirs = 2 if bi else 1
             self.rnn = getattr(torch.nn, kind)(
-                FEATURES, UNITS, num_layers=layers, bidirectional=bi, batch_first=True
+                features, units, num_layers=layers, bidirectional=bi, batch_first=True
             )
-            self.out = torch.nn.Linear(UNITS * self.dirs, CLASSES)
+            self.out = torch.nn.Linear(units * self.dirs, CLASSES)
 
         def forward(self, x):
             _, state = self.rnn(x)
             h = state[0] if isinstance(state, tuple) else state  # (layers * dirs, batch, units)
             return self.out(torch.cat(list(h[-self.dirs :]), dim=-1))  # last layer's final states
 
-    x, y = batches(args.steps, args.batch)
-    xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-    one, many = torch.from_numpy(x[0, :1]), torch.from_numpy(np.concatenate(x)[:256])
-    net = opt = None
+    net = opt = xs = ys = one = many = None
     loss_fn = torch.nn.CrossEntropyLoss()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def train():
         for xb, yb in zip(xs, ys, strict=True):
             opt.zero_grad()
             loss_fn(net(xb), yb).backward()
             opt.step()
+        sync()
 
     def infer(batch, calls):
         with torch.inference_mode():
             for _ in range(calls):
                 net(batch)
+        sync()
 
     print(json.dumps({"ready": torch.__version__}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "build":
-            net = Net(cmd["model"])
+            steps, features = cmd.get("steps", STEPS), cmd.get("features", FEATURES)
+            batch = cmd.get("batch", args.batch)
+            x, y = batches(args.steps, batch, steps=steps, features=features)
+            xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            one = torch.from_numpy(x[0, :1]).to(device)
+            many = torch.from_numpy(np.concatenate(x)[:256]).to(device)
+            net = Net(cmd["model"], features, cmd.get("units", UNITS)).to(device)
             opt = torch.optim.Adam(net.parameters(), 1e-3)
             train(), infer(one, 2), infer(many, 1)  # warm-up
-            result = {}
+            result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
         elif cmd["op"] == "quit":
             return 0
         else:
             torch.set_num_threads(cmd.get("threads", args.threads))
-            result = timed(cmd["op"], train, infer, one, many, args)
+            result = timed(cmd["op"], train, infer, one, many, args, batch=len(xs[0]))
         print(json.dumps(result), flush=True)
     return 0
 
@@ -168,9 +277,9 @@ class TorchClient:
     """The PyTorch worker process, driven one command at a time (so never running alongside
     TensorFlow)."""
 
-    def __init__(self, args):
+    def __init__(self, args, device: str = "cpu"):
         cmd = [sys.executable, __file__, "--torch-worker", "--threads", str(args.threads)]
-        cmd += ["--batch", str(args.batch), "--steps", str(args.steps)]
+        cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--torch-device", device]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.version = json.loads(self.proc.stdout.readline())["ready"]
 
@@ -188,7 +297,7 @@ class TorchClient:
         self.proc.wait(timeout=30)
 
 
-def torch_client(args):
+def torch_client(args, device: str = "cpu"):
     if args.no_torch:
         return None
     try:
@@ -199,16 +308,17 @@ def torch_client(args):
             return None
     except Exception:
         return None
-    return TorchClient(args)
+    return TorchClient(args, device)
 
 
-def timed(op: str, train, infer, one, many, args) -> dict:
-    """One timed round: training samples/s, batch-1 latency (ms), or batch-256 samples/s."""
+def timed(op: str, train, infer, one, many, args, batch: int | None = None) -> dict:
+    """One timed round: training samples/s (`args.steps` batches of `batch`, default
+    `args.batch`), batch-1 latency (ms), or batch-256 samples/s."""
     start_load = load()
     if op == "train":
         t = time.perf_counter()
         train()
-        value = args.steps * args.batch / (time.perf_counter() - t)
+        value = args.steps * (batch or args.batch) / (time.perf_counter() - t)
     elif op == "latency":
         times = []
         for _ in range(LATENCY_CALLS):
@@ -234,17 +344,15 @@ def set_tf_threads(threads: int) -> None:
 
 
 @contextlib.contextmanager
-def lstm_layer(cls):
-    """Build zoo models with `cls` as every LSTM layer, bidirectional or not (None: as the
-    registry builds them)."""
+def layers_as(lstm=None, gru=None):
+    """Build zoo models with `lstm` as every LSTM layer and `gru` as every GRU layer,
+    bidirectional or not (None: as the registry builds them)."""
     import zoo.models
 
-    if cls is None:
-        yield
-        return
     saved = zoo.models.layer_class
+    chosen = {"lstm": lstm, "gru": gru}
     zoo.models.layer_class = lambda cell, bidirectional: (
-        cls if cell == "lstm" else saved(cell, bidirectional)
+        chosen.get(cell) or saved(cell, bidirectional)
     )
     try:
         yield
@@ -252,18 +360,35 @@ def lstm_layer(cls):
         zoo.models.layer_class = saved
 
 
+@contextlib.contextmanager
+def rnn_path(path: str | None):
+    """RNN_ZOO_RNN_PATH=`path` (zoo.scan) while a model is traced; None leaves it as it is."""
+    if path is None:
+        yield
+        return
+    saved = os.environ.get("RNN_ZOO_RNN_PATH")
+    os.environ["RNN_ZOO_RNN_PATH"] = path
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("RNN_ZOO_RNN_PATH")
+        else:
+            os.environ["RNN_ZOO_RNN_PATH"] = saved
+
+
 def keras_configs(name: str, backend: str) -> dict:
-    """The Keras configurations of one model on `backend`: name -> function building it
-    compiled."""
+    """The Keras configurations of one model on `backend`: name -> (function building it
+    compiled, the zoo.scan path forced while it is traced, or None)."""
     import keras
 
     from zoo import create_model
     from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
     from zoo.fused import FusedLSTM, NativeLSTM
 
-    def build(cls, jit):
+    def build(jit, **layers):
         def make():
-            with lstm_layer(cls):
+            with layers_as(**layers):
                 model = create_model(name, (STEPS, FEATURES), CLASSES, units=UNITS)
             model.compile(
                 optimizer="adam",
@@ -275,18 +400,26 @@ def keras_configs(name: str, backend: str) -> dict:
 
         return make
 
+    plain = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+    if backend == "jax":
+        return {
+            "zoo": (build("zoo"), None),
+            "keras": (build("auto", **plain), None),
+            "scan": (build("zoo"), "scan"),
+            "loop": (build("zoo"), "loop"),
+        }
     if backend != "tensorflow":
-        return {"zoo": build(None, "zoo"), "keras": build(keras.layers.LSTM, "auto")}
+        return {"zoo": (build("zoo"), None), "keras": (build("auto", **plain), None)}
     return {
-        "zoo": build(None, "zoo"),
-        "keras": build(keras.layers.LSTM, False),
-        "keras_xla": build(keras.layers.LSTM, True),
-        "fused": build(FusedLSTM, False),
-        "native": build(NativeLSTM, False),
+        "zoo": (build("zoo"), None),
+        "keras": (build(False, **plain), None),
+        "keras_xla": (build(True, **plain), None),
+        "fused": (build(False, lstm=FusedLSTM), None),
+        "native": (build(False, lstm=NativeLSTM), None),
     }
 
 
-def keras_runner(make, args, x, y):
+def keras_runner(make, args, x, y, path=None):
     import keras
 
     model = make()
@@ -306,9 +439,38 @@ def keras_runner(make, args, x, y):
             model.predict_on_batch(batch)
 
     t = time.perf_counter()
-    train(), infer(one, 2), infer(many, 1)  # warm-up, with tracing and XLA compiling
+    with rnn_path(path):  # every function traced now, at every shape timed later
+        train(), infer(one, 2), infer(many, 1)  # warm-up, with tracing and XLA compiling
     setup = time.perf_counter() - t
     return model, (lambda op: timed(op, train, infer, one, many, args)), setup
+
+
+def loop_signature(model, forced: str | None, batch: int) -> tuple:
+    """What a configuration runs: its layers (the zoo's `Scan*` named as the Keras layer they
+    are), whether it is compiled with XLA, and on JAX the zoo.scan path each LSTM or GRU takes
+    (Keras' own LSTM path is its step loop without a GPU). Configurations alike are timed once."""
+    import keras
+
+    from zoo.scan import ScanGRU, ScanLSTM, choose_path
+
+    same = {"ScanLSTM": "LSTM", "ScanGRU": "GRU"}
+    names = tuple(same.get(type(layer).__name__, type(layer).__name__) for layer in model._flatten_layers())  # fmt: skip
+    if keras.backend.backend() != "jax":
+        return names, bool(model.jit_compile)
+    import jax
+
+    platform, paths = jax.default_backend(), []
+    for layer in model._flatten_layers():
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+            cell = "lstm" if isinstance(layer, keras.layers.LSTM) else "gru"
+            zoo_layer = isinstance(layer, (ScanLSTM, ScanGRU))
+            with rnn_path(forced):
+                path = choose_path(platform, cell, layer.units, batch) if zoo_layer else "keras"
+            if path == "keras" and cell == "lstm" and platform != "gpu":
+                path = "loop"
+            paths.append(path)
+    names = tuple("LSTM" if n in ("NativeLSTM", "FusedLSTM") else n for n in names)
+    return names, bool(model.jit_compile), tuple(paths)
 
 
 # ------------------------------------------------------------------ the run
@@ -324,10 +486,9 @@ def bench_model(name: str, args, client) -> dict:
 
     x, y = batches(args.steps, args.batch)
     runners, setup, same_as, built = {}, {}, {}, {}
-    for config, make in keras_configs(name, args.backend).items():
-        model, run, setup[config] = keras_runner(make, args, x, y)
-        layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
-        signature = (layers, bool(model.jit_compile))
+    for config, (make, path) in keras_configs(name, args.backend).items():
+        model, run, setup[config] = keras_runner(make, args, x, y, path)
+        signature = loop_signature(model, path, args.batch)
         if config == "zoo":
             from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
@@ -338,6 +499,8 @@ def bench_model(name: str, args, client) -> dict:
                 zoo_uses = "FusedLSTM"
             if native_path_available() and NativeLSTM in kinds:
                 zoo_uses = "NativeLSTM" if zoo_uses == "default" else f"NativeLSTM, {zoo_uses}"
+            if args.backend == "jax" and signature[2]:
+                zoo_uses = f"{'+'.join(sorted(set(signature[2])))} path, XLA"
         twin = built.get(signature)
         if twin is not None:  # the same network compiled the same way: time it once
             same_as[config] = twin
@@ -440,6 +603,8 @@ def fmt(v: float, digits: int = 0) -> str:
 KERAS_LABELS = {
     "zoo": "zoo",
     "keras": "keras (TF default)",
+    "scan": "scan",
+    "loop": "loop",
     "keras_xla": "keras jit_compile=True",
     "fused": "FusedLSTM everywhere",
     "native": "NativeLSTM everywhere",
@@ -455,7 +620,9 @@ def tables(rows: list[dict], torch_on: bool) -> str:
     head += (
         ["PyTorch", "PyTorch 1 thread", "zoo / PyTorch", "zoo / best PyTorch"] if torch_on else []
     )
+    paths = [c for c in ("scan", "loop") if c in keras_on]
     head += ["zoo / keras"] + (["zoo / xla", "xla / keras"] if xla_on else [])
+    head += [f"{c} / keras" for c in paths]
     head += ["zoo uses", "load avg (min-mean-max)"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -470,6 +637,7 @@ def tables(rows: list[dict], torch_on: bool) -> str:
         if xla_on:
             cells += [f"{ratio(res['zoo'], res['keras_xla']):.2f}"]
             cells += [f"{ratio(res['keras_xla'], res['keras']):.2f}"]
+        cells += [f"{ratio(res[c], res['keras']):.2f}" for c in paths]
         cells += [row["zoo_uses"]]
         cells += ["-".join(f"{v:.1f}" for v in row["load"])]
         out.append("| " + " | ".join(cells) + " |")
@@ -501,10 +669,169 @@ def tables(rows: list[dict], torch_on: bool) -> str:
     return "\n".join(out)
 
 
+# ------------------------------------------------------------------ --gpu: issue 28's table
+
+
+def gpu_case(shape: tuple, name: str, args, client) -> dict:
+    """One shape and model of the GPU table: training samples/s of each zoo.scan path (`keras`
+    with plain Keras layers), the policy's pick and PyTorch, in interleaved rounds."""
+    import jax
+    import keras
+
+    from zoo import create_model
+    from zoo.scan import choose_path
+
+    steps, features, units, batch = shape
+    x, y = batches(args.steps, batch, steps=steps, features=features)
+    x, y = x.reshape(-1, steps, features), y.reshape(-1)
+    cell = "gru" if name == "gru" else "lstm"
+    policy = choose_path(jax.default_backend(), cell, units, batch)
+    runners, setup = {}, {}
+    for path in dict.fromkeys([*args.paths, policy]):
+        keras.utils.set_random_seed(0)
+        plain = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU} if path == "keras" else {}
+        with layers_as(**plain):
+            model = create_model(name, (steps, features), CLASSES, units=units)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+
+        def train(model=model):
+            model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+
+        t = time.perf_counter()
+        with rnn_path(path):  # traced and compiled now
+            train()
+        setup[path] = time.perf_counter() - t
+        runners[path] = train
+    if client is not None:
+        t = time.perf_counter()
+        client(op="build", model=name, steps=steps, features=features, units=units, batch=batch)
+        setup["torch"] = time.perf_counter() - t
+    results = {c: [] for c in [*runners, *(["torch"] if client else [])]}
+    order = list(results)
+    for r in range(args.repeats):
+        for config in order[r % len(order) :] + order[: r % len(order)]:
+            if config == "torch":
+                results[config].append(client(op="train")["value"])
+                continue
+            t = time.perf_counter()
+            runners[config]()
+            results[config].append(len(x) / (time.perf_counter() - t))
+    keras.backend.clear_session()
+    return {"shape": shape, "model": name, "policy": policy, "results": results, "setup": setup}
+
+
+def shape_label(shape: tuple) -> str:
+    steps, features, units, batch = shape
+    return f"{steps}x{features}, {units}, {batch}"
+
+
+def gpu_tables(rows: list[dict], paths: list[str], torch_on: bool, platform: str) -> str:
+    """The GPU table, and the zoo.scan.POLICY rows it suggests."""
+    med = statistics.median
+    base = "torch" if torch_on else ("keras" if "keras" in paths else None)  # of the ratios
+    ratios = [*paths, "zoo"] if base else []
+    out = [
+        "### Training (samples/s, median of rounds; ratios are medians of per-round ratios)",
+        "",
+    ]
+    head = ["shape (steps x features, units, batch)", "model", *paths]
+    head += ["PyTorch"] if torch_on else []
+    head += [f"{c} / {'PyTorch' if torch_on else 'keras'}" for c in ratios]
+    head += ["zoo takes", "fastest path"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fastest = {}
+    for row in rows:
+        res = {**row["results"], "zoo": row["results"][row["policy"]]}
+        best = max(paths, key=lambda c: med(res[c]))
+        fastest[(row["shape"], row["model"])] = best
+        cells = [shape_label(row["shape"]), row["model"], *(fmt(med(res[c])) for c in paths)]
+        cells += [fmt(med(res["torch"]))] if torch_on else []
+        cells += [f"{ratio(res[c], res[base]):.2f}" for c in ratios]
+        cells += [row["policy"], best]
+        out.append("| " + " | ".join(cells) + " |")
+    out += ["", "First-call cost (tracing, compiling, warm-up), seconds:", ""]
+    for row in rows:
+        setup = ", ".join(f"{c} {v:.1f}" for c, v in row["setup"].items())
+        out.append(f"- {shape_label(row['shape'])} {row['model']}: {setup}")
+    out += [
+        "",
+        "Suggested `zoo.scan.POLICY` rows (the single-layer model's fastest path, by units and "
+        "batch; check them against the table before use):",
+        "",
+        "```python",
+    ]
+    for cell in ("lstm", "gru"):
+        points = sorted(
+            {
+                (shape[2], shape[3]): path
+                for (shape, model), path in fastest.items()
+                if model == cell
+            }.items()  # fmt: skip
+        )
+        for (units, batch), path in points:
+            out.append(f'    ("{platform}", "{cell}", {units}, {batch}, "{path}"),')
+    out.append("```")
+    return "\n".join(out)
+
+
+def gpu_main(args, argv) -> int:
+    """--gpu: issue 28's table on Keras' JAX backend, never importing TensorFlow."""
+    os.environ["KERAS_BACKEND"] = "jax"
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # PyTorch shares the GPU
+    if args.device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    from zoo import backend
+
+    try:
+        backend.load()
+    except backend.BackendError as err:
+        print(f"benchmark_speed.py: error: {err}", file=sys.stderr)
+        return 2
+    import jax
+    import keras
+
+    platform = jax.default_backend()
+    if args.device == "gpu" and platform != "gpu":
+        print(
+            f"benchmark_speed.py: error: --gpu found no GPU for JAX (its devices: "
+            f"{jax.devices()}); --device cpu runs the table on the CPU",
+            file=sys.stderr,
+        )
+        return 2
+    client = torch_client(args, "cuda" if args.device == "gpu" else "cpu")
+    rows = []
+    try:
+        for shape, models in args.shapes.items():
+            for name in models:
+                print(f"benchmarking {shape_label(shape)} {name} ...", file=sys.stderr, flush=True)
+                rows.append(gpu_case(shape, name, args, client))
+                done = ", ".join(
+                    f"{c} {statistics.median(v):,.0f}" for c, v in rows[-1]["results"].items()
+                )  # as it goes: a run cut short still leaves its figures
+                print(f"  samples/s: {done}", file=sys.stderr, flush=True)
+    finally:
+        if client is not None:
+            client.close()
+    device = jax.devices()[0].device_kind
+    cmd = "python scripts/benchmark_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])  # fmt: skip
+    print(f"## Speed on {device}: `{cmd.strip()}`\n")
+    print(
+        f"Keras {keras.__version__} on JAX {jax.__version__} ({platform})"
+        + (f", PyTorch {client.version}" if client else "")
+        + f"; Adam; {args.repeats} rounds of {args.steps} batches; Keras trains with `model.fit` "
+        "on NumPy arrays, PyTorch on tensors already on the device.\n"
+    )
+    print(gpu_tables(rows, args.paths, client is not None, platform))
+    print(f"\nTensorFlow imported: {'yes' if 'tensorflow' in sys.modules else 'no'}.")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.torch_worker:
         return torch_worker(args)
+    if args.gpu:
+        return gpu_main(args, argv)
     os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from zoo import backend

@@ -1,9 +1,13 @@
-"""The zoo on Keras' JAX and PyTorch backends, and `.keras` files moving between backends.
+"""The zoo on Keras' JAX and PyTorch backends without TensorFlow, and `.keras` files moving
+between backends.
 
 Keras fixes its backend when it is imported, and this process runs TensorFlow, so each other
 backend runs tests/backend_check.py once, in one subprocess (models, FusedLSTM, the files saved
-here, `zoo.train` and `tuning.search`); the tests below read its report. A backend whose package
-is not installed is skipped (`pip install -e '.[test]'` installs JAX).
+here, `zoo.train`, `tuning.search`, `zoo.evaluate`, streaming, generation, an export refused);
+the tests below read its report. That subprocess sees TensorFlow as not installed
+(tests/no_tensorflow/sitecustomize.py blocks its import), as on a GPU machine with JAX or
+PyTorch only: any hidden TensorFlow import fails there. A backend whose package is not installed
+is skipped (`pip install -e '.[test]'` installs JAX).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def report(request, tf_saved, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp(request.param)
     command = [sys.executable, str(ROOT / "tests" / "backend_check.py"), str(out)]
     command += ["--models", CHECKED, "--foreign", str(tf_saved), "--cli"]
-    env = {**os.environ, "KERAS_BACKEND": request.param, "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join([str(ROOT / "tests" / "no_tensorflow"), str(ROOT)])
+    env = {**os.environ, "KERAS_BACKEND": request.param, "PYTHONPATH": path}
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     found = json.loads((out / "report.json").read_text())
@@ -73,6 +78,36 @@ def test_fused_lstm_is_plain_keras_there(report):
     assert all(diff <= 1e-6 for diff in report["fused"]["diffs"].values()), report["fused"]
 
 
+# zoo.scan's own loop against Keras' layers (float32, tiny shapes, the same weights): outputs
+# within SCAN_OUTPUT absolutely, every gradient within SCAN_GRADIENT of its largest entry.
+SCAN_OUTPUT, SCAN_GRADIENT = 1e-6, 1e-5
+
+
+def test_the_zoos_jax_loop_equals_keras_layers_in_outputs_and_gradients(report):
+    found = report["scan"]
+    if "skipped" in found:
+        pytest.skip(found["skipped"])
+    for cell in ("lstm", "gru"):
+        for case, (_, structure) in backend_check.SCAN_CASES.items():
+            result = found[f"{cell}/{case}"]
+            twice = structure.get("depth", 1) == 2 or structure.get("bidirectional")
+            assert result["zoo_loop_traced"] == (2 if twice else 1), (cell, case, result)
+            assert result["output"] <= SCAN_OUTPUT, (cell, case, result)
+            assert result["gradient"] <= SCAN_GRADIENT, (cell, case, result)
+        assert found[f"{cell}/inputs"]["gradient"] <= SCAN_GRADIENT, found[f"{cell}/inputs"]
+
+
+def test_the_zoos_jax_loop_runs_only_where_it_computes_what_keras_does(report):
+    found = report["scan"]
+    if "skipped" in found:
+        pytest.skip(found["skipped"])
+    for case, (_, _, cells) in backend_check.SCAN_NOT_APPLIED.items():
+        for cell in cells:
+            assert found[f"{cell}/{case}"]["zoo_loop_traced"] == 0, (cell, case)
+    # the policy on CPU: Keras' step-by-step loop for both (zoo.scan.POLICY)
+    assert found["default_path_traces"] == {"lstm": 0, "gru": 0}
+
+
 def test_models_saved_on_tensorflow_load_there_with_the_same_outputs(report):
     assert sorted(report["foreign"]) == list_models(CROSS), report["foreign"]
     assert all(diff <= TOLERANCE for diff in report["foreign"].values()), report["foreign"]
@@ -89,6 +124,25 @@ def test_zoo_train_runs_there(report):
     assert json.loads((run / "config.json").read_text())["versions"]["backend"] == report["backend"]
     assert "accuracy" in json.loads((run / "metrics.json").read_text())
     assert (run / "model.keras").stat().st_size > 0
+    assert not (run / "tb").exists()  # TensorBoard's writer is TensorFlow's
+
+
+def test_nothing_imports_tensorflow_there(report):
+    assert report["tensorflow_imported"] is False
+    run = report["out"] / "run"
+    assert "tensorflow" not in json.loads((run / "config.json").read_text())["versions"]
+
+
+def test_evaluate_streaming_and_generation_run_there(report):
+    assert report["cli"]["evaluate"] == 0
+    assert report["cli"]["stream"] <= 1e-5
+    assert report["cli"]["generate"] == [5]
+
+
+def test_an_export_that_needs_tensorflow_says_so_in_one_line(report):
+    refused = report["cli"]["export"]
+    assert refused["code"] == 2 and not refused["exported"], refused
+    assert refused["stderr"].count("\n") == 1 and "needs TensorFlow" in refused["stderr"]
 
 
 def test_a_keras_tuner_search_runs_there(report):

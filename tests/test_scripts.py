@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import os
 import re
 import runpy
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from zoo.fused import native_path_available
 
@@ -76,3 +80,24 @@ def test_benchmark_speed_prints_its_tables():
         assert re.search(
             r"LSTM op alone .*input 64: forward \d+\.\d+, backward \d+\.\d+", done.stdout
         )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
+def test_benchmark_speed_gpu_mode_runs_on_the_cpu_without_tensorflow():
+    # the GPU table's code path at a tiny shape, on the CPU, with TensorFlow's import blocked
+    script = str(ROOT / "scripts" / "benchmark_speed.py")
+    args = ["--gpu", "--device", "cpu", "--quick", "--shapes", "6x2/4/4", "--models", "gru"]
+    path = os.pathsep.join([str(ROOT / "tests" / "no_tensorflow"), str(ROOT)])
+    done = subprocess.run(
+        [sys.executable, script, *args, "--paths", "scan", "--no-torch"],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 6x2, 4, 4 | gru |")]
+    assert len(rows) == 1, done.stdout
+    assert rows[0].strip(" |").split(" | ")[-2:] == ["loop", "scan"]  # the CPU policy; --paths
+    assert '("cpu", "gru", 4, 4, ' in done.stdout
+    assert "TensorFlow imported: no." in done.stdout

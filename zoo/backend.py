@@ -52,6 +52,18 @@ def load() -> None:
     import keras  # noqa: F401
 
 
+def tensorflow_available() -> bool:
+    """True where TensorFlow imports (held quiet, as `load` does). Keras' TensorBoard callback
+    and the TensorFlow export formats need it on every backend; JAX and PyTorch do not."""
+    if "tensorflow" in sys.modules:
+        return True
+    try:
+        _import_tensorflow_quietly()
+    except ImportError:
+        return False
+    return True
+
+
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up lines (CUDA probing, absl, oneDNN) held back.
 

@@ -348,6 +348,11 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
 
     artifact = artifact_name(fmt, quantize)
     backend.load()  # before tf2onnx, which imports TensorFlow
+    if not backend.tensorflow_available():
+        raise ExportError(
+            f"--format {fmt} needs TensorFlow (its converter runs through TensorFlow on every "
+            "Keras backend), which is not installed here: pip install tensorflow"
+        )
     if fmt == "onnx":
         for module in ("tf2onnx", "onnx", "onnxruntime"):
             _require(module, fmt)

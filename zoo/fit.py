@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoo import distribute, runs
+from zoo import backend, distribute, runs
 from zoo.buckets import LengthBatches
 from zoo.config import JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS, model_settings
 from zoo.fused import fused_path_available
@@ -181,6 +181,17 @@ def reset_states(model: keras.Model) -> None:
             layer.reset_state()
 
 
+def tensorboard(folder: Path, verbose: int = 1) -> list[keras.callbacks.Callback]:
+    """Keras' TensorBoard callback writing to `folder`, where it can: it writes through
+    TensorFlow's summary writer on every backend, so without TensorFlow (a JAX or PyTorch
+    install) there is none, said once on stderr unless `verbose` is 0."""
+    if backend.tensorflow_available():
+        return [keras.callbacks.TensorBoard(log_dir=str(folder))]
+    if verbose:
+        print("note: no TensorBoard logs (they need TensorFlow, not installed)", file=sys.stderr)
+    return []
+
+
 def fit_callbacks(task: Task, *, patience: int = 10) -> list[keras.callbacks.Callback]:
     """Early stopping on the task's validation objective (best weights restored) and NaN stop;
     for a stateful task, state reset at each epoch and evaluation."""
@@ -261,7 +272,7 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     callbacks += [
         checkpoint,
         keras.callbacks.CSVLogger(str(folder / "history.csv"), append=earlier is not None),
-        keras.callbacks.TensorBoard(log_dir=str(folder / "tb")),
+        *tensorboard(folder / "tb", verbose),
         keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True),
     ]
     if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths

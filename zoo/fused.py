@@ -13,7 +13,8 @@ whole sequence (and its gradient, `BlockLSTMGrad`) as one op each; Keras does no
 
 - same constructor, same weights (`kernel`, `recurrent_kernel`, `bias`, gates i, f, c, o), so
   `set_weights` from a `keras.layers.LSTM` works both ways, and the outputs agree to ~1e-7;
-- on a GPU Keras' cuDNN path is kept; on JAX and PyTorch the layer is plain Keras;
+- on a GPU Keras' cuDNN path is kept; on PyTorch the layer is plain Keras, on JAX it is
+  `zoo.scan.ScanLSTM` (the fastest measured loop there; both layers derive from it);
 - cases the kernel cannot do fall back to Keras' loop (correct, only not faster): a mask,
   recurrent dropout while training, `unroll=True`, activations other than tanh/sigmoid,
   dtypes other than float32/float16.
@@ -39,6 +40,8 @@ from __future__ import annotations
 import functools
 
 import keras
+
+from zoo.scan import ScanLSTM
 
 __all__ = ["FusedLSTM", "NativeLSTM", "fused_path_available", "native_path_available"]
 
@@ -84,7 +87,7 @@ def _to_icfo(t, axis: int):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class FusedLSTM(keras.layers.LSTM):
+class FusedLSTM(ScanLSTM):
     """`keras.layers.LSTM` that runs as one fused TensorFlow op on CPU.
 
     Takes exactly `keras.layers.LSTM`'s arguments and has its weights. See the module docstring
@@ -146,7 +149,7 @@ def native_path_available() -> bool:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class NativeLSTM(keras.layers.LSTM):
+class NativeLSTM(ScanLSTM):
     """`keras.layers.LSTM` whose whole time loop, forward and backward, runs in C++ on CPU.
 
     Takes `keras.layers.LSTM`'s arguments and has its weights. The whole recurrence is the zoo's

@@ -96,10 +96,11 @@ def layer_class(cell: str, bidirectional: bool):
     import keras
 
     from zoo.fused import FusedLSTM, NativeLSTM
+    from zoo.scan import ScanGRU  # and both LSTMs derive from ScanLSTM: JAX's fastest loops
 
     if cell == "lstm":
         return FusedLSTM if bidirectional else NativeLSTM
-    return {"rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU}[cell]
+    return {"rnn": keras.layers.SimpleRNN, "gru": ScanGRU}[cell]
 
 
 def _recurrent_layer(
