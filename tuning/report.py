@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from zoo.cli import Parser  # noqa: E402
-from zoo.runs import write_csv  # noqa: E402
+from zoo.files import CorruptFile, read_json_recovering, save_figure, write_csv  # noqa: E402
 
 # Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
 COSTS = ("objective_std", "epochs_run", "seconds", "rss_mb")
@@ -39,13 +39,13 @@ def read_objective(project_dir: Path) -> tuple[str, str]:
 
 
 def read_trials(project_dir: Path) -> list[dict]:
-    """Every readable trial.json, by trial id. A file being written just then is skipped."""
+    """Every trial.json (else its last good copy), by trial id; an unreadable one is skipped."""
     trials = []
     for path in sorted(project_dir.glob("trial_*/trial.json")):
         try:
-            trials.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            print(f"skipping {path}: not readable yet", file=sys.stderr)
+            trials.append(read_json_recovering(path)[0])
+        except (OSError, CorruptFile) as err:
+            print(f"skipping {path}: {err}", file=sys.stderr)
     return trials
 
 
@@ -101,7 +101,7 @@ def scatter(rows, x: str, colour: str, objective: str, direction: str, path: Pat
     ax.grid(alpha=0.3)
     ax.legend(title=colour, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

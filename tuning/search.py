@@ -291,7 +291,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
 
     from tuning import report
     from tuning.hypermodel import model_name, training_config
-    from zoo.runs import save_model, write_json
+    from zoo.files import save_model, write_json
     from zoo.scoring import headline, score
 
     oracle = tuner.oracle
@@ -348,6 +348,7 @@ def prepare(args):
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
     from zoo.config import training_defaults_for
+    from zoo.files import remove_temporaries
 
     role = distributed.configure(args.chief, args.worker_id)
     fixed = parse_fixed(args.fix or [])
@@ -370,6 +371,8 @@ def prepare(args):
     project = args.project or f"{args.task}-{args.tuner}"
     if role != "worker":
         check_resume(Path(args.dir) / project, settings_of(args, epochs), args.overwrite)
+        # what writers killed mid-write left (the chief's own files; workers write in trials)
+        remove_temporaries(Path(args.dir) / project, recursive=role == "local")
     tuner = make_tuner(
         args.tuner,
         hypermodel,
@@ -393,7 +396,8 @@ def prepare(args):
 
 def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     """search.json: how the search was started, before it starts."""
-    from zoo.runs import task_facts, versions, write_json
+    from zoo.files import write_json
+    from zoo.runs import task_facts, versions
 
     project_dir.mkdir(parents=True, exist_ok=True)
     write_json(

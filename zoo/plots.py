@@ -10,14 +10,13 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from zoo import files  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
-    """Write `fig` as a PNG atomically (`zoo.runs.atomic_write`) and close it."""
-    from zoo.runs import atomic_write
-
+    """Write `fig` as a PNG atomically (`zoo.files`) and close it."""
     fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, dpi=110, format="png")
+    files.save_figure(fig, path, dpi=110, format="png")
     plt.close(fig)
     return path
 

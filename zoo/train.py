@@ -9,7 +9,6 @@ and `--list` import no Keras, so they answer at once.
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 import sys
 
@@ -227,9 +226,12 @@ def configure(args) -> dict:
 
 
 def resume_config(args) -> dict:
-    """The configuration of the run in --resume RUN_DIR (its config.json), which must still have
-    the backup of its last epoch; only --distribute may change."""
+    """The configuration of the run in --resume RUN_DIR (its config.json, else its last good
+    copy), which must not have ended; only --distribute and --epochs may change. A run killed
+    before its first epoch ended starts again from the first epoch."""
     from pathlib import Path
+
+    from zoo import files
 
     keep = ("resume", "distribute", "quiet", "epochs")
     given = [k for k, v in vars(args).items() if v and k not in keep]
@@ -238,19 +240,31 @@ def resume_config(args) -> dict:
             f"--resume continues a run with its own settings; drop {given[0].replace('_', '-')}"
         )
     folder = Path(args.resume)
-    if not (folder / "config.json").is_file():
+    if not folder.is_dir() or not any(
+        (folder / name).is_file() for name in ("config.json", "config.json.bak")
+    ):
         raise ValueError(f"--resume: no run at {folder} (no config.json)")
-    if not (folder / "backup").is_dir():
+    backup = folder / "backup"
+    if (folder / "metrics.json").is_file() and not backup.is_dir():
         raise ValueError(
-            f"--resume: {folder} has no backup/ to resume from (the run ended, or stopped "
-            "before its first epoch ended)"
+            f"--resume: {folder} has no backup/ to resume from: the run ended (see its "
+            "metrics.json)"
         )
     try:
-        config = json.loads((folder / "config.json").read_text())["hyperparameters"]
-    except (json.JSONDecodeError, KeyError) as err:
+        saved, note = files.read_json_recovering(folder / "config.json")
+        config = saved["hyperparameters"]
+    except (files.CorruptFile, OSError, KeyError, TypeError) as err:
         raise ValueError(
             f"--resume: {folder / 'config.json'} is not a run's config ({err})"
         ) from None
+    if note:
+        print(note, file=sys.stderr)
+    if not backup.is_dir():
+        print(
+            f"{folder}: no epoch had ended before the run stopped: training starts from the "
+            "first epoch",
+            file=sys.stderr,
+        )
     config["out"] = str(folder)
     config.setdefault("distribute", "none")
     if args.distribute:
@@ -268,11 +282,14 @@ def run_folder(config: dict, resume: bool):
     from pathlib import Path
 
     from zoo.distribute import is_chief
+    from zoo.files import remove_temporaries
     from zoo.runs import new_run_folder
 
     if is_chief(config.get("distribute", "none")):
         if resume:
-            return Path(config["out"])
+            folder = Path(config["out"])
+            remove_temporaries(folder, recursive=True)  # what writers killed mid-write left
+            return folder
         return new_run_folder(config["task"], config["model"], config.get("out"))
     folder = Path(tempfile.mkdtemp(prefix="rnn-zoo-worker-"))
     if resume:

@@ -23,6 +23,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from zoo import files
+
 __all__ = ["lstm_op", "lstm_op_status"]
 
 SOURCE = Path(__file__).with_name("lstm_op.cc")
@@ -113,9 +115,7 @@ def _load(source: Path):
 
 
 def _cache_dir() -> Path:
-    from zoo.tasks.har import default_cache_dir  # the zoo's one per-user cache folder
-
-    return default_cache_dir() / "kernels"
+    return files.cache_dir() / "kernels"  # the zoo's one per-user cache folder
 
 
 def _key(source: Path, command: list[str], tf_version: str) -> str:
@@ -134,8 +134,6 @@ def _key(source: Path, command: list[str], tf_version: str) -> str:
 def _build(command: list[str], target: Path) -> None:
     """Compile to a temporary name beside `target` and rename it into place, one process at a
     time; a failure raises `_Unavailable` with the compiler's first error line."""
-    from zoo.runs import temporary_name
-
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         lock = open(target.with_suffix(".lock"), "w")  # held while building
@@ -145,17 +143,15 @@ def _build(command: list[str], target: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():  # another process built it while this one waited
             return
-        tmp = temporary_name(target)
-        command = [str(tmp) if part == "OUTPUT" else part for part in command]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS)
-            if done.returncode != 0:
-                errors = [line for line in done.stderr.splitlines() if "error" in line]
-                first = (errors or done.stderr.splitlines() or ["no output"])[0]
-                raise _Unavailable(f"the C++ build failed: {first.strip()}")
-            os.replace(tmp, target)
+            with files.atomic_path(target) as tmp:  # renamed into place once built
+                command = [str(tmp) if part == "OUTPUT" else part for part in command]
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=BUILD_SECONDS
+                )
+                if done.returncode != 0:
+                    errors = [line for line in done.stderr.splitlines() if "error" in line]
+                    first = (errors or done.stderr.splitlines() or ["no output"])[0]
+                    raise _Unavailable(f"the C++ build failed: {first.strip()}")
         except subprocess.TimeoutExpired as err:
             raise _Unavailable(f"the C++ build took over {BUILD_SECONDS} s") from err
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
