@@ -11,9 +11,10 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from pathlib import Path
 
-from zoo.files import non_finite_keys, write_json
+from zoo.files import non_finite_keys, remove_temporaries, write_json
 from zoo.tasks.base import Task, get_task
 
 
@@ -22,6 +23,9 @@ def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) 
     runs/<task>-<model>-<timestamp>."""
     if out:
         folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {folder} is a file; give a new or empty folder")
+        remove_temporaries(folder)  # what a run killed as it began left
         if folder.exists() and any(folder.iterdir()):
             raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
     else:
@@ -132,6 +136,9 @@ def load_model(path: str | os.PathLike):
     import zoo.layers  # noqa: F401
     from zoo.fit import use_xla
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found"
+        raise ValueError(f"cannot load {path}: the file is corrupt (empty, truncated or not a "
+                         "zip file as .keras files are); train again, or use another run")  # fmt: skip
     try:
         model = keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001 - Keras raises many kinds for a bad file

@@ -12,7 +12,7 @@ import itertools
 import shutil
 import sys
 
-from zoo.cli import Parser, non_negative_float, non_negative_int, positive_int
+from zoo.cli import Parser, learning_rate, non_negative_float, non_negative_int, positive_int
 from zoo.config import (
     DEFAULTS,
     JIT_CHOICES,
@@ -110,7 +110,7 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     )
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=learning_rate,
         help=f"learning rate ({default('learning_rate', rate_own)})",
     )
     p.add_argument(
@@ -274,6 +274,21 @@ def resume_config(args) -> dict:
     return config
 
 
+def check_out(out: str | None, resume: bool) -> None:
+    """Refuse an --out that cannot become the run folder, before anything slow starts."""
+    from pathlib import Path
+
+    from zoo.files import is_temporary
+
+    if out is None or resume:
+        return
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file; give a new or empty folder")
+    if folder.is_dir() and any(not is_temporary(p.name) for p in folder.iterdir()):
+        raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
+
+
 def run_folder(config: dict, resume: bool):
     """Where this process writes: the run folder (new unless resumed), or, on a multi_worker
     worker other than the chief, a temporary folder (a copy of the run when resuming)."""
@@ -302,12 +317,19 @@ def prepare(config: dict):
     import keras
 
     from zoo import distribute
-    from zoo.config import check_pairing, load_task, small_data_note, training_defaults_for
+    from zoo.config import (
+        check_pairing,
+        check_size,
+        load_task,
+        small_data_note,
+        training_defaults_for,
+    )
     from zoo.fit import build_model
 
     keras.utils.set_random_seed(config["seed"])
     task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
+    check_size(config, task.input_shape[-1])
     distribute.check(config, bool(task.stateful_batch))
     chosen = training_defaults_for(task)
     if not all(key in config for key in chosen):
@@ -341,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
         print(list_everything())
         return 0
     from zoo import backend, distribute
+    from zoo.config import check_data_path, check_size
     from zoo.tasks.base import DataError
 
     try:
-        backend.load()
+        # names, values and paths first: a refusal must not wait for TensorFlow to start
         config = resume_config(args) if args.resume else configure(args)
+        check_data_path(config.get("data"), config["task"])
+        check_size(config, features=0)  # the recurrent layers alone; with the data's in prepare
+        check_out(config.get("out"), bool(args.resume))
+        backend.load()
         if backend.name() == "tensorflow":
             distribute.split_cpu()  # before TensorFlow sets up its devices
         task, model = prepare(config)
