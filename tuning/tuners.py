@@ -229,7 +229,7 @@ class SupervisedOracle:
             trial = self._load_trial(fname)
             self.trials[trial.trial_id] = trial
         try:
-            state, note = files.read_json_recovering(self._get_oracle_fname())
+            state, note = files.read_json_recovering(self._get_oracle_fname(), repair=True)
         except (files.CorruptFile, OSError) as err:
             raise OracleStateLost(str(err)) from None
         if note:
@@ -253,7 +253,7 @@ class SupervisedOracle:
     def _load_trial(self, fname: str) -> Trial:
         """A trial from its file, else its last good copy; else a FAILED stand-in."""
         try:
-            state, note = files.read_json_recovering(fname)
+            state, note = files.read_json_recovering(fname, repair=True)
             trial = Trial.from_state(state)
         except (files.CorruptFile, OSError, KeyError, TypeError, ValueError) as err:
             trial_id = os.path.basename(os.path.dirname(fname)).removeprefix("trial_")
@@ -281,6 +281,7 @@ class SupervisedOracle:
             if trial.status == TrialStatus.RUNNING:  # killed mid-trial: partial metrics go
                 trial.metrics = metrics_tracking.MetricsTracker()
                 trial.score, trial.best_step = None, 0
+            self.end_order = [t for t in self.end_order if t != trial_id]  # not ended after all
             if trial_id not in self._retry_queue:
                 self._retry_queue.append(trial_id)
         if json.dumps(self.get_state(), sort_keys=True, default=str) != before:
@@ -387,7 +388,7 @@ class ZooTuner(kt.Tuner):
         if not self._is_worker():
             self._reload_oracle()
         try:
-            state, note = files.read_json_recovering(self._get_tuner_fname())
+            state, note = files.read_json_recovering(self._get_tuner_fname(), repair=True)
         except (files.CorruptFile, OSError) as err:
             state, note = {}, f"{err}: rewritten (the tuner keeps no state of its own)"
             write_state(self._get_tuner_fname(), state)

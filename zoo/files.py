@@ -205,10 +205,11 @@ def read_json(path: str | os.PathLike):
         raise CorruptFile(f"{path} is truncated or not JSON ({err})") from None
 
 
-def read_json_recovering(path: str | os.PathLike):
+def read_json_recovering(path: str | os.PathLike, *, repair: bool = False):
     """(data, note): the JSON in `path`, else in its last good copy (NAME.bak, see
-    `keep_previous`) with a one-line note saying so. Raises `CorruptFile` (or
-    `FileNotFoundError`) when neither reads."""
+    `keep_previous`) with a one-line note saying so; with `repair` (for the file's only writer)
+    the copy is put back in its place. Raises `CorruptFile` (or `FileNotFoundError`) when
+    neither reads."""
     path = Path(path)
     try:
         return read_json(path), None
@@ -218,6 +219,8 @@ def read_json_recovering(path: str | os.PathLike):
         data = read_json(previous_copy(path))
     except (CorruptFile, OSError):
         raise first from None
+    if repair:
+        write_bytes(path, previous_copy(path).read_bytes())
     reason = "missing" if isinstance(first, FileNotFoundError) else "empty or truncated"
     return data, f"{path} was {reason}: using its last good copy {previous_copy(path).name}"
 
