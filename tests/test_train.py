@@ -515,3 +515,71 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
     config = train.configure(train.build_parser().parse_args([*tiny, *flags]))
     _, model = train.prepare(config)
     assert config["dropout"] == 0 and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1
+
+
+# ---------------------------------------------------------------- killed runs resume exactly
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL right after an epoch's backup was committed."""
+
+
+def kill_after(monkeypatch, epochs: int) -> None:
+    """Stop the next run as a kill would, right after epoch `epochs`' backup committed."""
+    from zoo import fit
+
+    commit = fit.EpochBackup._commit
+
+    def commit_then_die(self, done, improved):
+        commit(self, done, improved)
+        if done == epochs:
+            raise Killed
+
+    monkeypatch.setattr(fit.EpochBackup, "_commit", commit_then_die)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Dropout's random state, the optimizer's moments, the early stopping's counters and the
+    batches' order (drawn from the seed and the epoch) come back: the resumed run's history and
+    metrics equal the uninterrupted run's exactly. A torn history.csv row and a temporary file
+    (what a kill mid-write leaves) do not matter."""
+    args = ["count_ones", "gru", "--units", "8", "--epochs", "4", "--dropout", "0.3"]
+    args += ["--task-option", "length=6", "--task-option", "train_size=40"]
+    args += ["--task-option", "val_size=8", "--patience", "2"]
+    whole = run(args, tmp_path / "whole")
+    out = tmp_path / "killed"
+    kill_after(monkeypatch, 2)
+    with pytest.raises(Killed):
+        run(args, out)
+    monkeypatch.undo()
+    with open(out / "history.csv", "a") as f:
+        f.write("2,0.31")  # a row torn mid-write
+    (out / ".model-0a1b2c3d.keras").write_bytes(b"half")
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    for metrics in (whole, resumed):
+        metrics.pop("train_seconds")
+    assert resumed == whole
+    assert (out / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+    assert not (out / "backup").exists() and not [p for p in out.iterdir() if p.name[0] == "."]
+
+
+@pytest.mark.parametrize("torn", [["state.json"], ["state.json", "state.json.bak"]])
+def test_a_torn_backup_is_recovered_with_one_line(tmp_path, monkeypatch, capsys, torn):
+    """backup/state.json torn: its last good copy (one epoch earlier) is used; both torn: the
+    run starts again from its first epoch. Either way one line says so, and the run ends."""
+    args = ["echo", "gru", *TINY_ECHO, "--epochs", "3"]
+    out = tmp_path / "run"
+    kill_after(monkeypatch, 2)
+    with pytest.raises(Killed):
+        run(args, out)
+    monkeypatch.undo()
+    for name in torn:
+        path = out / "backup" / name
+        path.write_text(path.read_text()[:30])
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    says = "using its last good copy" if len(torn) == 1 else "training starts again"
+    assert sum(says in line for line in err.splitlines()) == 1, err
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3

@@ -204,6 +204,17 @@ class SupervisedOracle:
             self.reaped.append(tuner_id)
         return gone
 
+    def all_done(self) -> bool:
+        """True when every trial the search may run has finished: none running, none waiting
+        for a retry, `max_trials` made."""
+        return (
+            not self.ongoing_trials
+            and not self._retry_queue
+            and self.max_trials is not None
+            and len(self.trials) >= self.max_trials
+            and all(t.status in FINISHED for t in self.trials.values())
+        )
+
     @oracle_module.synchronized
     def workers_gone(self) -> bool:
         """True when workers were reaped and none is left: nobody will finish the search."""
@@ -490,6 +501,9 @@ class ZooTuner(kt.Tuner):
         if distributed.role() == "chief":
             self.oracle.verbose = fit_kwargs.get("verbose", 1)
             self.save()
+            if self.oracle.all_done():  # a chief started again after its workers ended
+                print("Every trial has finished: the chief serves no workers", flush=True)
+                return
             distributed.serve(self.oracle, self.worker_timeout)
             return
         if distributed.role() == "worker":
