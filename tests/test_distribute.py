@@ -121,7 +121,7 @@ def test_workers_train_together_survive_a_killed_worker_and_resume(tmp_path, sin
     args = [*TINY, "--epochs", "1000", "--patience", "1000", "--out", str(out)]
     chief, worker = workers(args, TF_CPP_MIN_LOG_LEVEL="3")
     deadline = time.monotonic() + LIMIT
-    backed_up = out / "backup" / "training_metadata.json"  # an epoch's backup is complete
+    backed_up = out / "backup" / "state.json"  # an epoch's backup is complete
     while not backed_up.exists() and chief.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)

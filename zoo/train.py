@@ -274,15 +274,21 @@ def resume_config(args) -> dict:
     return config
 
 
-def check_out(out: str | None, resume: bool) -> None:
-    """Refuse an --out that cannot become the run folder, before anything slow starts."""
+def check_out(config: dict, resume: bool) -> None:
+    """Refuse an --out that cannot become the run folder, before anything slow starts (on the
+    chief: a multi_worker worker writes elsewhere, see `run_folder`)."""
     from pathlib import Path
 
+    from zoo.distribute import is_chief
     from zoo.files import is_temporary
 
-    if out is None or resume:
+    try:
+        writes_it = is_chief(config.get("distribute", "none"))
+    except ValueError:  # a bad TF_CONFIG: `prepare` refuses it in its own words
         return
-    folder = Path(out)
+    if config.get("out") is None or resume or not writes_it:
+        return
+    folder = Path(config["out"])
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file; give a new or empty folder")
     if folder.is_dir() and any(not is_temporary(p.name) for p in folder.iterdir()):
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         config = resume_config(args) if args.resume else configure(args)
         check_data_path(config.get("data"), config["task"])
         check_size(config, features=0)  # the recurrent layers alone; with the data's in prepare
-        check_out(config.get("out"), bool(args.resume))
+        check_out(config, bool(args.resume))
         backend.load()
         if backend.name() == "tensorflow":
             distribute.split_cpu()  # before TensorFlow sets up its devices
