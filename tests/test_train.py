@@ -123,7 +123,7 @@ def test_saved_model_takes_raw_windows_and_reproduces_the_metrics(tmp_path):
 def test_a_run_from_before_models_did_their_own_preprocessing_still_evaluates(tmp_path, capsys):
     """An old run folder: its model takes standardised, framed windows, and its config.json
     does not say the model preprocesses; zoo.evaluate hands it the arrays it was trained on."""
-    from zoo.runs import write_json
+    from zoo.files import write_json
     from zoo.scoring import score
 
     out, _, src = har_fixture_run(tmp_path, "--task-option", "frame_steps=4")
