@@ -127,9 +127,10 @@ def child(kind: str, args: list[str]) -> int:
         return trial
 
     def end_trial(self, trial):
+        ended = trial.trial_id in self.end_order  # a late worker's report is ignored
         end(self, trial)
         status = self.trials[trial.trial_id].status
-        if trial.trial_id in self.end_order and status in ("COMPLETED", "FAILED"):
+        if not ended and trial.trial_id in self.end_order and status in ("COMPLETED", "FAILED"):
             mark(f"commit {trial.trial_id} {status}")
 
     def on_trial_begin(self, trial):

@@ -191,9 +191,11 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, 
     assert not out.exists()
 
 
-def test_resume_refuses_a_finished_run_and_new_settings(single, capsys):
+def test_resume_refuses_new_settings_and_has_nothing_to_do_on_a_finished_run(single, capsys):
+    # the same --resume again after the run's end (a kill after its last write): nothing to do
+    assert train.main(["--resume", str(single)]) == 0
+    assert "the run has ended (see its metrics.json); nothing to resume" in capsys.readouterr().out
     for args, says in (
-        (["--resume", str(single)], "has no backup/"),
         (["--resume", str(single), "--units", "4"], "drop units"),
         (["--resume", str(single.parent / "nothing")], "no run at"),
     ):

@@ -225,6 +225,10 @@ def configure(args) -> dict:
     return resolve(flags, preset=args.preset, hparams=args.hparams, task_options=options)
 
 
+class RunEnded(Exception):
+    """--resume of a run that has ended: nothing to do (a kill after its last write, say)."""
+
+
 def resume_config(args) -> dict:
     """The configuration of the run in --resume RUN_DIR (its config.json, else its last good
     copy), which must not have ended; only --distribute and --epochs may change. A run killed
@@ -246,10 +250,7 @@ def resume_config(args) -> dict:
         raise ValueError(f"--resume: no run at {folder} (no config.json)")
     backup = folder / "backup"
     if (folder / "metrics.json").is_file() and not backup.is_dir():
-        raise ValueError(
-            f"--resume: {folder} has no backup/ to resume from: the run ended (see its "
-            "metrics.json)"
-        )
+        raise RunEnded(f"{folder}: the run has ended (see its metrics.json); nothing to resume")
     try:
         saved, note = files.read_json_recovering(folder / "config.json")
         config = saved["hyperparameters"]
@@ -375,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # names, values and paths first: a refusal must not wait for TensorFlow to start
         config = resume_config(args) if args.resume else configure(args)
+    except RunEnded as ended:  # the same --resume command run again after the end: fine
+        print(ended)
+        return 0
+    except (UnknownNameError, ValueError) as err:
+        parser.error(str(err))
+    try:
         check_data_path(config.get("data"), config["task"])
         check_size(config, features=0)  # the recurrent layers alone; with the data's in prepare
         check_out(config, bool(args.resume))
