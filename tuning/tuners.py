@@ -611,7 +611,7 @@ def make_tuner(
         seed=seed + 1,  # keras-tuner takes seed 0 as "no seed"
         max_retries_per_trial=max_retries,
     )
-    return tuner_class(
+    tuner = tuner_class(
         oracle,
         hypermodel,
         directory=directory,
@@ -619,3 +619,6 @@ def make_tuner(
         overwrite=overwrite,
         executions_per_trial=executions_per_trial,
     )
+    if distributed.role() == "worker":  # its oracle is the chief's, over gRPC
+        distributed.survive_chief_restarts(tuner.oracle)
+    return tuner
