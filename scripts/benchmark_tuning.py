@@ -332,7 +332,7 @@ def make_har_small(zip_path: str, path: Path, seed: int) -> None:
     of 4 steps (32 steps of 36 values), as an npz the `npz` task reads."""
     import numpy as np
 
-    from zoo.runs import atomic_write
+    from zoo.files import atomic_write
     from zoo.tasks.har import load_arrays
 
     arrays, _ = load_arrays(zip_path)
@@ -383,7 +383,7 @@ def train_run(name: str, cmd: list[str], out: Path, code: Path, resume: bool = F
     """`zoo.train` with `cmd` into a fresh folder out/name[-K]; test accuracy and what the
     defaults chose. Its row (out/rows/name.json) names the folder and the code's commit; with
     `resume`, a row of the same commit is read, not run again, and any other is run again."""
-    from zoo.runs import write_json
+    from zoo.files import write_json
 
     row_file = out / "rows" / f"{name}.json"
     commit = commit_of(code)

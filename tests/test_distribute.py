@@ -123,7 +123,7 @@ def test_workers_train_together_survive_a_killed_worker_and_resume(tmp_path, sin
     args = [*TINY, "--epochs", "1000", "--patience", "1000", "--out", str(out)]
     chief, worker = workers(args, TF_CPP_MIN_LOG_LEVEL="3")
     deadline = time.monotonic() + LIMIT
-    backed_up = out / "backup" / "training_metadata.json"  # an epoch's backup is complete
+    backed_up = out / "backup" / "state.json"  # an epoch's backup is complete
     while not backed_up.exists() and chief.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     worker.send_signal(signal.SIGKILL)
@@ -191,9 +191,11 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, 
     assert not out.exists()
 
 
-def test_resume_refuses_a_finished_run_and_new_settings(single, capsys):
+def test_resume_refuses_new_settings_and_has_nothing_to_do_on_a_finished_run(single, capsys):
+    # the same --resume again after the run's end (a kill after its last write): nothing to do
+    assert train.main(["--resume", str(single)]) == 0
+    assert "the run has ended (see its metrics.json); nothing to resume" in capsys.readouterr().out
     for args, says in (
-        (["--resume", str(single)], "has no backup/"),
         (["--resume", str(single), "--units", "4"], "drop units"),
         (["--resume", str(single.parent / "nothing")], "no run at"),
     ):

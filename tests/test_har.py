@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zoo import files
 from zoo.tasks import har as h
 from zoo.tasks.base import DataError, get_task
 
@@ -28,7 +29,7 @@ TRAIN_SUBJECTS, TEST_SUBJECTS, WINDOWS = (1, 3, 5, 6), (2, 4), 24
 def _no_env_source(monkeypatch):
     """A user's RNN_ZOO_HAR_DATA / RNN_ZOO_CACHE must not leak into the tests."""
     monkeypatch.delenv(h.DATA_ENV, raising=False)
-    monkeypatch.delenv(h.CACHE_ENV, raising=False)
+    monkeypatch.delenv(files.CACHE_ENV, raising=False)
 
 
 # ---------------------------------------------------------------- a small data set on disk
@@ -276,11 +277,11 @@ def test_corrupt_cache_is_parsed_again(src, cache):
 
 def test_environment_variables(src, tmp_path, monkeypatch):
     monkeypatch.setenv(h.DATA_ENV, str(src))
-    monkeypatch.setenv(h.CACHE_ENV, str(tmp_path / "env_cache"))
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "env_cache"))
     arrays, facts = h.load_arrays(download_ok=False)
     assert_equal_arrays(arrays, SMALL_ARRAYS)
     assert Path(facts["cache"]).parent == tmp_path / "env_cache"
-    assert h.default_cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert files.cache_dir(tmp_path / "arg") == tmp_path / "arg"
 
 
 def test_no_source_and_no_download(cache):

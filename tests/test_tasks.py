@@ -159,6 +159,20 @@ def test_npz_reads_the_users_windows(tmp_path, y_kind, kind, outputs):
     np.testing.assert_allclose(task.preprocessed().x_train.mean(axis=(0, 1)), 0, atol=1e-5)
 
 
+def test_npz_float_targets_of_one_value_a_sample_are_one_output(tmp_path):
+    """y (samples,) of floats: one regression output, shaped (samples, 1) like the model's
+    output (it trained against a broadcast (samples, samples) loss, then failed in the plots)."""
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "one.npz", X_train=rng.normal(size=(40, 5, 2)), y_train=rng.normal(size=40),
+        X_test=rng.normal(size=(6, 5, 2)), y_test=rng.normal(size=6),
+    )  # fmt: skip
+    task = get_task("npz", data=tmp_path / "one.npz")
+    assert task.output_kind == "regression" and task.num_outputs == 1
+    assert task.y_train.shape == (30, 1) and task.y_val.shape == (10, 1)
+    assert task.y_test.shape == (6, 1)
+
+
 def test_npz_uses_the_given_validation_split(tmp_path):
     task = get_task("npz", data=_user_npz(tmp_path / "mine.npz", with_val=True))
     assert len(task.x_train) == 40 and len(task.x_val) == 4
@@ -171,8 +185,21 @@ def test_npz_bad_input(tmp_path):
     with pytest.raises(DataError, match="not a readable .npz file"):
         get_task("npz", data=tmp_path / "junk.npz")
     np.savez(tmp_path / "nox.npz", X_train=np.zeros((4, 3, 1)), y_train=np.zeros(4, int))
-    with pytest.raises(DataError, match="lacks x_test, y_test; it holds x_train, y_train"):
-        get_task("npz", data=tmp_path / "nox.npz")
+    with pytest.raises(DataError, match="lacks X_test, y_test; it holds X_train, y_train"):
+        get_task("npz", data=tmp_path / "nox.npz")  # the file's names, as it spells them
+    np.savez(
+        tmp_path / "4d.npz", X_train=np.zeros((40, 3, 2, 2)), y_train=np.zeros(40, int),
+        X_test=np.zeros((2, 3, 2)), y_test=np.zeros(2, int),
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"Received: shape=\(40, 3, 2, 2\)"):  # the file's 40
+        get_task("npz", data=tmp_path / "4d.npz")
+    np.savez(
+        tmp_path / "labels.npz", X_train=np.zeros((20, 3, 1)), y_train=np.arange(20) % 3,
+        X_test=np.zeros((3, 3, 1)), y_test=np.array([0, 7, 9]),
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"y_test holds labels 7, 9 that y_train does not \(its "
+                       r"labels: 0, 1, 2\)"):  # fmt: skip
+        get_task("npz", data=tmp_path / "labels.npz")
     np.savez(
         tmp_path / "shape.npz", X_train=np.zeros((4, 3, 1)), y_train=np.zeros(5, int),
         X_test=np.zeros((2, 3, 1)), y_test=np.zeros(2, int),

@@ -123,7 +123,7 @@ def test_saved_model_takes_raw_windows_and_reproduces_the_metrics(tmp_path):
 def test_a_run_from_before_models_did_their_own_preprocessing_still_evaluates(tmp_path, capsys):
     """An old run folder: its model takes standardised, framed windows, and its config.json
     does not say the model preprocesses; zoo.evaluate hands it the arrays it was trained on."""
-    from zoo.runs import write_json
+    from zoo.files import write_json
     from zoo.scoring import score
 
     out, _, src = har_fixture_run(tmp_path, "--task-option", "frame_steps=4")
@@ -205,6 +205,10 @@ def test_evaluate_reproduces_the_saved_metrics(tmp_path, capsys):
         (["echo", "lstm", "--hparams", "missing.json"], "--hparams: no such file"),
         (["echo"], "give a MODEL"),
         (["echo", "lstm", "--optimizer", "adamm"], "invalid choice: 'adamm'"),
+        (["echo", "lstm", "--learning-rate", "nan"], "--learning-rate: must be a finite number"),
+        (["echo", "lstm", "--learning-rate", "-1"], "above 0 and at most 10, got '-1'"),
+        (["echo", "lstm", "--learning-rate", "1e30"], "above 0 and at most 10, got '1e30'"),
+        (["echo", "lstm", "--units", "1000000"], "over the limit of 100,000,000"),
     ],
 )
 def test_bad_arguments_are_one_line_and_leave_nothing(tmp_path, monkeypatch, capsys, args, message):
@@ -215,6 +219,30 @@ def test_bad_arguments_are_one_line_and_leave_nothing(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing half-written
+
+
+def test_out_naming_a_file_and_absurd_replayed_rates_are_refused(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "best.json").write_text(json.dumps({"model": "gru", "learning_rate": 1e30}))
+    for args, says in (
+        (["echo", "gru", "--out", str(tmp_path / "taken")], "is a file; give a new or empty"),
+        (["echo", "--hparams", str(tmp_path / "best.json")], "at most 10. Received: "),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            train.main([*args, "--quiet"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and says in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "taken"]
+
+
+def test_a_corrupt_model_file_is_named_corrupt_not_missing(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"hyperparameters": {"task": "echo"}}))
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 and then the kill")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_cli.main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert "the file is corrupt (empty, truncated" in err and "not found" not in err
 
 
 def test_cli_as_a_process(tmp_path):
@@ -317,7 +345,7 @@ def test_cosine_schedule_decays_from_the_optimizer_learning_rate():
 # ---------------------------------------------------------------- the house's promises
 
 
-def test_help_and_list_import_no_tensorflow():
+def test_help_list_and_refusals_of_names_and_paths_import_no_tensorflow():
     code = (
         "import sys, contextlib, io\n"
         "from zoo import train\n"
@@ -327,6 +355,17 @@ def test_help_and_list_import_no_tensorflow():
         "        train.main(['har', 'lstm', '--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
+        "from tuning import search\n"  # refused before Keras starts: at once, however loaded
+        "with contextlib.redirect_stderr(io.StringIO()) as err:\n"
+        "    for main, args in ((train.main, ['nosuch', 'lstm']), (search.main, ['nosuch']),\n"
+        "                       (train.main, ['har', 'lstm', '--data', '/no/such']),\n"
+        "                       (search.main, ['har', '--data', '/no/such']),\n"
+        "                       (train.main, ['echo', 'gru', '--units', '1000000'])):\n"
+        "        try:\n"
+        "            assert main(args) == 2\n"
+        "        except SystemExit as exit_:\n"
+        "            assert exit_.code == 2\n"
+        "assert err.getvalue().count('error:') == 5, err.getvalue()\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -382,7 +421,7 @@ def test_files_follow_the_umask_and_json_is_strict(tmp_path, capsys):
 def test_a_run_whose_loss_diverges_fails_and_keeps_no_model(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["random_walk", "lstm", "--task-option", "length=300", "--optimizer", "sgd"]
-    args += ["--learning-rate", "1e9", "--epochs", "2", "--out", str(out), "--quiet"]
+    args += ["--learning-rate", "10", "--epochs", "2", "--out", str(out), "--quiet"]
     assert train.main(args) == 1
     err = capsys.readouterr().err
     assert "training diverged: the loss is" in err and err.count("\n") == 1
@@ -476,3 +515,71 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
     config = train.configure(train.build_parser().parse_args([*tiny, *flags]))
     _, model = train.prepare(config)
     assert config["dropout"] == 0 and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1
+
+
+# ---------------------------------------------------------------- killed runs resume exactly
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL right after an epoch's backup was committed."""
+
+
+def kill_after(monkeypatch, epochs: int) -> None:
+    """Stop the next run as a kill would, right after epoch `epochs`' backup committed."""
+    from zoo import fit
+
+    commit = fit.EpochBackup._commit
+
+    def commit_then_die(self, done, improved):
+        commit(self, done, improved)
+        if done == epochs:
+            raise Killed
+
+    monkeypatch.setattr(fit.EpochBackup, "_commit", commit_then_die)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Dropout's random state, the optimizer's moments, the early stopping's counters and the
+    batches' order (drawn from the seed and the epoch) come back: the resumed run's history and
+    metrics equal the uninterrupted run's exactly. A torn history.csv row and a temporary file
+    (what a kill mid-write leaves) do not matter."""
+    args = ["count_ones", "gru", "--units", "8", "--epochs", "4", "--dropout", "0.3"]
+    args += ["--task-option", "length=6", "--task-option", "train_size=40"]
+    args += ["--task-option", "val_size=8", "--patience", "2"]
+    whole = run(args, tmp_path / "whole")
+    out = tmp_path / "killed"
+    kill_after(monkeypatch, 2)
+    with pytest.raises(Killed):
+        run(args, out)
+    monkeypatch.undo()
+    with open(out / "history.csv", "a") as f:
+        f.write("2,0.31")  # a row torn mid-write
+    (out / ".model-0a1b2c3d.keras").write_bytes(b"half")
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    for metrics in (whole, resumed):
+        metrics.pop("train_seconds")
+    assert resumed == whole
+    assert (out / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+    assert not (out / "backup").exists() and not [p for p in out.iterdir() if p.name[0] == "."]
+
+
+@pytest.mark.parametrize("torn", [["state.json"], ["state.json", "state.json.bak"]])
+def test_a_torn_backup_is_recovered_with_one_line(tmp_path, monkeypatch, capsys, torn):
+    """backup/state.json torn: its last good copy (one epoch earlier) is used; both torn: the
+    run starts again from its first epoch. Either way one line says so, and the run ends."""
+    args = ["echo", "gru", *TINY_ECHO, "--epochs", "3"]
+    out = tmp_path / "run"
+    kill_after(monkeypatch, 2)
+    with pytest.raises(Killed):
+        run(args, out)
+    monkeypatch.undo()
+    for name in torn:
+        path = out / "backup" / name
+        path.write_text(path.read_text()[:30])
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    says = "using its last good copy" if len(torn) == 1 else "training starts again"
+    assert sum(says in line for line in err.splitlines()) == 1, err
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3

@@ -151,6 +151,7 @@ def test_causal_task_leaves_out_models_that_look_ahead():
         (["--models", "lstm", "--fix", "kernel_size=3"], "none of the candidate models (lstm)"),
         (["--fix", "model=bilstm", "--models", "lstm"], "not a candidate"),
         (["--fix", "units=0"], "units must be a positive integer. Received: units=0"),
+        (["--fix", "units=abc"], "units must be a positive integer. Received: units='abc'"),
         (["--task-option", "size=3"], "--task-option size: task 'count_ones' takes length,"),
         (["--task-option", "size"], "--task-option takes KEY=VALUE. Received: 'size'"),
         (["--worker-id", "tuner0"], "--worker-id needs --chief HOST:PORT"),
@@ -163,6 +164,7 @@ def test_bad_settings_are_one_line_errors(args, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())  # no project folder left (keras-tuner makes it early)
 
 
 def test_causal_task_refuses_a_bidirectional_glob(tmp_path, capsys):

@@ -102,6 +102,36 @@ def serve(oracle, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> None:
         server.stop(grace=2)
 
 
+def survive_chief_restarts(client) -> None:
+    """Make a worker's oracle client (keras-tuner's `OracleClient`) call the chief again when a
+    call was cut off because the chief died mid-call (gRPC UNAVAILABLE). keras-tuner's calls
+    wait for a chief that is not there yet (`wait_for_ready`), but one cut off mid-call raised,
+    and the worker died with a traceback when its chief was killed and started again. Calling
+    again is safe: a chief started again has sent every running trial back for a retry, so a
+    repeated report about one is ignored ("late worker") and the worker is handed a trial."""
+    import grpc
+
+    stub = client.stub
+    for name in ("GetSpace", "UpdateSpace", "CreateTrial", "UpdateTrial", "EndTrial",
+                 "GetTrial", "GetBestTrials"):  # fmt: skip
+        method = getattr(stub, name, None)
+        if method is None:
+            continue
+
+        def call(request, *args, _method=method, **kwargs):
+            while True:
+                try:
+                    return _method(request, *args, **kwargs)
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.UNAVAILABLE:
+                        raise
+                    print(f"the chief went away mid-call ({err.details()}): calling again",
+                          flush=True)  # fmt: skip
+                    time.sleep(1)
+
+        setattr(stub, name, call)
+
+
 class Heartbeat:
     """A worker's background thread telling the chief its trial is still running.
 

@@ -33,13 +33,14 @@ def train_trial(job: dict) -> list[dict]:
     process; the best epoch's weights go to the trial's checkpoint. Returns each execution's
     history (a dict)."""
     import copy
+    import json
 
     import keras_tuner as kt
-    from keras_tuner.src import utils
-    from keras_tuner.src.engine import tuner_utils
+
+    from zoo import files
 
     hypermodel, hp = job["hypermodel"], kt.HyperParameters.from_config(job["hp"])
-    saver = tuner_utils.SaveBestEpoch(job["objective"], job["checkpoint"])
+    saver = job["saver"](job["objective"], job["checkpoint"])  # written atomically
     histories = []
     for execution in range(job["executions"]):
         hypermodel.execution = execution
@@ -48,6 +49,6 @@ def train_trial(job: dict) -> list[dict]:
             model.load_weights(job["warm_start"])
         callbacks = [*copy.deepcopy(job["callbacks"]), saver]
         history = hypermodel.fit(hp, model, callbacks=callbacks, **job["fit"])
-        utils.save_json(job["build_config"], model.get_build_config())
+        files.write_text(job["build_config"], json.dumps(model.get_build_config()))
         histories.append(history.history)
     return histories

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from zoo import plots
 from zoo.cli import Parser
-from zoo.runs import write_csv
+from zoo.files import CorruptFile, read_json_recovering, write_csv
 
 # Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
 COSTS = ("objective_std", "epochs_run", "seconds", "rss_mb")
@@ -35,13 +35,13 @@ def read_objective(project_dir: Path) -> tuple[str, str]:
 
 
 def read_trials(project_dir: Path) -> list[dict]:
-    """Every readable trial.json, by trial id. A file being written just then is skipped."""
+    """Every trial.json (else its last good copy), by trial id; an unreadable one is skipped."""
     trials = []
     for path in sorted(project_dir.glob("trial_*/trial.json")):
         try:
-            trials.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            print(f"skipping {path}: not readable yet", file=sys.stderr)
+            trials.append(read_json_recovering(path)[0])
+        except (OSError, CorruptFile) as err:
+            print(f"skipping {path}: {err}", file=sys.stderr)
     return trials
 
 

@@ -25,6 +25,7 @@ stops. scripts/tune_distributed.py starts a chief and N workers on this machine.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -291,7 +292,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
 
     from tuning import report
     from tuning.hypermodel import model_name, training_config
-    from zoo.runs import save_model, write_json
+    from zoo.files import save_model, write_json
     from zoo.scoring import headline, score
 
     oracle = tuner.oracle
@@ -348,6 +349,7 @@ def prepare(args):
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
     from zoo.config import training_defaults_for
+    from zoo.files import remove_temporaries
 
     role = distributed.configure(args.chief, args.worker_id)
     fixed = parse_fixed(args.fix or [])
@@ -370,19 +372,29 @@ def prepare(args):
     project = args.project or f"{args.task}-{args.tuner}"
     if role != "worker":
         check_resume(Path(args.dir) / project, settings_of(args, epochs), args.overwrite)
-    tuner = make_tuner(
-        args.tuner,
-        hypermodel,
-        objective=task.objective,
-        max_trials=args.max_trials,
-        epochs=epochs,
-        seed=args.seed,
-        max_retries=args.max_retries,
-        executions_per_trial=args.executions_per_trial * args.cv,
-        directory=args.dir,
-        project_name=project,
-        overwrite=args.overwrite and role != "worker",  # a worker never deletes the project
-    )
+        # what writers killed mid-write left (the chief's own files; workers write in trials)
+        remove_temporaries(Path(args.dir) / project, recursive=role == "local")
+    # keras-tuner makes the project folder before it builds a first model, which may refuse a
+    # value (--fix units=abc): a refused search leaves no folder it made behind
+    made = [p for p in (Path(args.dir), Path(args.dir) / project) if not p.exists()]
+    try:
+        tuner = make_tuner(
+            args.tuner,
+            hypermodel,
+            objective=task.objective,
+            max_trials=args.max_trials,
+            epochs=epochs,
+            seed=args.seed,
+            max_retries=args.max_retries,
+            executions_per_trial=args.executions_per_trial * args.cv,
+            directory=args.dir,
+            project_name=project,
+            overwrite=args.overwrite and role != "worker",  # a worker never deletes the project
+        )
+    except Exception:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     tuner.worker_timeout = args.worker_timeout
     tuner.isolate_trials = args.isolate_trials
     if role != "worker":  # a worker's oracle is the chief's, over gRPC
@@ -393,7 +405,8 @@ def prepare(args):
 
 def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     """search.json: how the search was started, before it starts."""
-    from zoo.runs import task_facts, versions, write_json
+    from zoo.files import write_json
+    from zoo.runs import task_facts, versions
 
     project_dir.mkdir(parents=True, exist_ok=True)
     write_json(
@@ -409,17 +422,38 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     )
 
 
+def check_early(argv: list[str]) -> None:
+    """The task's name and the --data path, checked before Keras starts (seconds, a minute on a
+    loaded machine): a typo is refused at once. A one-line ValueError."""
+    from zoo.config import check_data_path
+    from zoo.tasks import TASKS
+
+    if "-h" in argv or "--help" in argv:
+        return
+    task = None
+    if argv and not argv[0].startswith("-"):  # TASK comes first, as --help shows
+        task = argv[0]
+        TASKS.get(task)
+    for i, arg in enumerate(argv):
+        if arg == "--data" and i + 1 < len(argv):
+            check_data_path(argv[i + 1], task)
+        elif arg.startswith("--data="):
+            check_data_path(arg.partition("=")[2], task)
+
+
 def main(argv: list[str] | None = None) -> int:
     from zoo import backend
+    from zoo.registry import UnknownNameError
 
+    argv = sys.argv[1:] if argv is None else argv
     try:  # before the parser, whose choices import keras-tuner (and so Keras)
+        check_early(argv)
         backend.load()
-    except backend.BackendError as err:
-        print(f"python -m tuning.search: error: {err}", file=sys.stderr)
+    except (UnknownNameError, ValueError) as err:
+        print(f"python -m tuning.search: error: {err} (see --help)", file=sys.stderr)
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.registry import UnknownNameError
     from zoo.tasks.base import DataError
 
     try:

@@ -10,7 +10,9 @@ for too long back for a retry (or fails it once its retries are spent) and forge
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import glob
 import json
 import multiprocessing
 import os
@@ -22,22 +24,36 @@ from concurrent.futures.process import BrokenProcessPool
 
 import keras_tuner as kt
 import psutil
+from keras_tuner.src.engine import metrics_tracking, tuner_utils
 from keras_tuner.src.engine import oracle as oracle_module
-from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
 from tuning import distributed, isolate
 from tuning.hypermodel import Diverged
-from zoo import runs
+from zoo import files
 from zoo.registry import Registry
 
 TUNERS = Registry("tuner")
+FINISHED = (TrialStatus.COMPLETED, TrialStatus.FAILED)
 
 
-def _write_json_atomically(path: str, state: dict) -> None:
-    """What keras-tuner's `save_json` writes (`json.dumps(state)`), through a temporary file."""
-    with runs.atomic_write(path) as f:
-        f.write(json.dumps(state))
+def write_state(path: str, state: dict) -> None:
+    """A keras-tuner state file (oracle.json, trial.json, tuner0.json) as keras-tuner's
+    `save_json` writes it (`json.dumps`: a diverged trial's NaN stays NaN, which it reads back),
+    but atomically (`zoo.files`), its previous version kept as NAME.bak."""
+    files.write_text(path, json.dumps(state), keep_previous=True)
+
+
+class OracleStateLost(Exception):
+    """oracle.json and its last good copy are unreadable; the trials were loaded."""
+
+
+class AtomicSaveBestEpoch(tuner_utils.SaveBestEpoch):
+    """keras-tuner's checkpoint of a trial's best epoch, written atomically (its own writes
+    the .weights.h5 in place: a kill mid-write leaves a torn file)."""
+
+    def _save_model(self):
+        files.save_weights(self.model, self.filepath)
 
 
 class SupervisedOracle:
@@ -51,17 +67,19 @@ class SupervisedOracle:
       them may come back for a retry.
     - Too many consecutive failures set `stop_reason` and stop the search (keras-tuner raises from
       inside `end_trial`, which would leave the trial half-ended).
-    - On reload, a trial whose end was already recorded is not run again.
-    - oracle.json and each trial.json are written atomically: a kill while keras-tuner writes
-      one leaves the previous version, never a truncated file.
+    - On reload, a trial whose end was already recorded is not run again, and a search killed
+      at any instant goes on as it would have (see `reload`).
+    - oracle.json and each trial.json are written atomically (`write_state`): a kill while one
+      is written leaves the previous version, never a truncated file. One found empty or
+      truncated anyway (a disk error, a copy) is read from its last good copy, or rebuilt.
     """
 
     def save(self):
-        _write_json_atomically(self._get_oracle_fname(), self.get_state())
+        write_state(self._get_oracle_fname(), self.get_state())
 
     def _save_trial(self, trial):
         path = os.path.join(self._get_trial_dir(trial.trial_id), "trial.json")
-        _write_json_atomically(path, trial.get_state())
+        write_state(path, trial.get_state())
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -186,31 +204,126 @@ class SupervisedOracle:
             self.reaped.append(tuner_id)
         return gone
 
+    def all_done(self) -> bool:
+        """True when every trial the search may run has finished: none running, none waiting
+        for a retry, `max_trials` made."""
+        return (
+            not self.ongoing_trials
+            and not self._retry_queue
+            and self.max_trials is not None
+            and len(self.trials) >= self.max_trials
+            and all(t.status in FINISHED for t in self.trials.values())
+        )
+
     @oracle_module.synchronized
     def workers_gone(self) -> bool:
         """True when workers were reaped and none is left: nobody will finish the search."""
         return bool(self.reaped) and not self.tuner_ids and not self.ongoing_trials
 
     def reload(self):
-        """Reload, and set right what a kill at any moment left behind: keras-tuner writes a
-        trial's own trial.json before oracle.json, so after a kill the two may disagree. The
-        trial files decide: a finished trial (COMPLETED or FAILED) is never run again, and any
-        other is queued to run again, even one that oracle.json never heard of."""
-        super().reload()
-        before = (list(self._retry_queue), list(self.end_order), list(self.start_order))
-        finished = (TrialStatus.COMPLETED, TrialStatus.FAILED)
+        """Reload, and set right what a kill at any instant left behind.
+
+        keras-tuner writes a new trial's trial.json before oracle.json, and an ended trial's
+        trial.json before oracle.json: after a kill the two may disagree, and the trial files
+        decide. A finished trial (COMPLETED or FAILED) is never run again; any other is queued
+        to run again from scratch (its partial metrics dropped). A trial that oracle.json never
+        heard of (a kill inside `create_trial`) has its creation finished: the oracle draws
+        again from the state it saved, so the random state moves on as it did before the kill
+        and the next trials are the ones an uninterrupted search would draw.
+
+        A state file found empty or truncated is read from its last good copy (NAME.bak), with
+        a line saying so; a trial.json with none is recorded as FAILED (its values are lost);
+        oracle.json with none raises `OracleStateLost` after the trials are loaded (the tuner
+        then rebuilds it, see `rebuild`).
+        """
+        for fname in sorted(glob.glob(os.path.join(self._project_dir, "trial_*", "trial.json"))):
+            trial = self._load_trial(fname)
+            self.trials[trial.trial_id] = trial
+        try:
+            state, note = files.read_json_recovering(self._get_oracle_fname(), repair=True)
+        except (files.CorruptFile, OSError) as err:
+            raise OracleStateLost(str(err)) from None
+        if note:
+            print(note, flush=True)
+        known = set(self.trials)
+        state["ongoing_trials"] = {
+            tuner: trial for tuner, trial in state["ongoing_trials"].items() if trial in known
+        }
+        try:
+            self.set_state(state)
+        except KeyError as err:
+            raise RuntimeError(
+                f"{self._get_oracle_fname()} is not a keras-tuner oracle's state (no {err}): "
+                "pass --overwrite to start again, or choose another --project"
+            ) from None
+        for trial in self.ongoing_trials.values():  # as keras-tuner's reload: run them again
+            self._retry_queue.append(trial.trial_id)
+        self.ongoing_trials = {}
+        self._set_right()
+
+    def _load_trial(self, fname: str) -> Trial:
+        """A trial from its file, else its last good copy; else a FAILED stand-in."""
+        try:
+            state, note = files.read_json_recovering(fname, repair=True)
+            trial = Trial.from_state(state)
+        except (files.CorruptFile, OSError, KeyError, TypeError, ValueError) as err:
+            trial_id = os.path.basename(os.path.dirname(fname)).removeprefix("trial_")
+            trial = Trial(self.get_space(), trial_id=trial_id, status=TrialStatus.FAILED)
+            trial.message = f"its trial.json was lost ({err}); recorded as failed"
+            note = f"trial {trial_id}: {trial.message}"
+            self._save_trial(trial)
+        if note:
+            print(note, flush=True)
+        return trial
+
+    def _set_right(self) -> None:
+        """Make oracle.json's state agree with the trial files (see `reload`)."""
+        before = json.dumps(self.get_state(), sort_keys=True, default=str)
         for trial_id in sorted(self.trials):
             trial = self.trials[trial_id]
-            if trial.status in finished:
+            if trial_id not in self.start_order:  # its creation was cut short: finish it
+                self._finish_creation(trial)
+            if trial.status in FINISHED:
                 self._retry_queue = [t for t in self._retry_queue if t != trial_id]
-                if trial_id not in self.end_order:
+                if trial_id not in self.end_order:  # its end was cut short: record it
                     self.end_order.append(trial_id)
-            elif trial_id not in self._retry_queue:
+                    self._run_times[trial_id] += 1
+                continue
+            if trial.status == TrialStatus.RUNNING:  # killed mid-trial: partial metrics go
+                trial.metrics = metrics_tracking.MetricsTracker()
+                trial.score, trial.best_step = None, 0
+            self.end_order = [t for t in self.end_order if t != trial_id]  # not ended after all
+            if trial_id not in self._retry_queue:
                 self._retry_queue.append(trial_id)
-            if trial_id not in self.start_order:
-                self.start_order.append(trial_id)
-        if (self._retry_queue, self.end_order, self.start_order) != before:
+        if json.dumps(self.get_state(), sort_keys=True, default=str) != before:
             self.save()
+
+    def _finish_creation(self, trial: Trial) -> None:
+        """What `create_trial` does after `populate_space` for a trial whose trial.json was
+        written and oracle.json not: the oracle draws again from its saved state (the same
+        draw, moving the random state on as it did), then records the trial's values."""
+        with contextlib.suppress(Exception), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.populate_space(trial.trial_id)
+        self._record_values(trial)
+        self.start_order.append(trial.trial_id)
+
+    def rebuild(self) -> None:
+        """oracle.json from the trial files, when neither it nor its last good copy reads: each
+        trial is drawn again in order (so the random state moves on as it did) and recorded;
+        finished ones as ended, others queued to run again. Needs the search space (the tuner
+        fills it before)."""
+        trials, self.trials = self.trials, {}
+        for trial_id in sorted(trials):
+            self.trials[trial_id] = trials[trial_id]
+            self._finish_creation(trials[trial_id])
+        self._set_right()
+        self.save()
+        print(
+            f"{self._get_oracle_fname()} was empty or truncated and had no good copy: rebuilt "
+            f"from the {len(self.trials)} trials' trial.json files",
+            flush=True,
+        )
 
 
 class RandomOracle(SupervisedOracle, kt.oracles.RandomSearchOracle):
@@ -256,10 +369,43 @@ class ZooTuner(kt.Tuner):
         and writes it after the first trial's end, after oracle.json: a kill in between started
         the search afresh and ran the finished trial again. oracle.json decides instead (the
         tuner's own state is empty)."""
-        if not self._is_worker() and os.path.exists(self.oracle._get_oracle_fname()):
-            self.oracle.reload()
+        oracle_file = self.oracle._get_oracle_fname()
+        if not self._is_worker() and (
+            os.path.exists(oracle_file) or os.path.exists(files.previous_copy(oracle_file))
+        ):
+            self._reload_oracle()
         else:
             super()._populate_initial_space()
+
+    def _reload_oracle(self) -> None:
+        """The oracle from its files; rebuilt from the trial files when oracle.json and its
+        last good copy are both unreadable (the space comes from the hypermodel again)."""
+        try:
+            self.oracle.reload()
+        except OracleStateLost:
+            super()._populate_initial_space()
+            self.oracle.rebuild()
+
+    def save(self):
+        """oracle.json and this tuner's own file (tuner0.json), atomically: keras-tuner writes
+        the tuner's with a plain write, which a kill left empty, and the resume then died."""
+        if not self._is_worker():
+            self.oracle.save()
+        write_state(self._get_tuner_fname(), self.get_state())
+
+    def reload(self):
+        """The oracle (see `_reload_oracle`) and this tuner's own state (empty: a file found
+        empty or truncated is replaced, with a line saying so)."""
+        if not self._is_worker():
+            self._reload_oracle()
+        try:
+            state, note = files.read_json_recovering(self._get_tuner_fname(), repair=True)
+        except (files.CorruptFile, OSError) as err:
+            state, note = {}, f"{err}: rewritten (the tuner keeps no state of its own)"
+            write_state(self._get_tuner_fname(), state)
+        if note:
+            print(note, flush=True)
+        self.set_state(state)
 
     def run_trial(self, trial, *args, **kwargs):
         """Train as keras-tuner does (each execution from its own seed, see
@@ -270,7 +416,7 @@ class ZooTuner(kt.Tuner):
         """
         started = time.perf_counter()
         self.hypermodel.execution = 0
-        run = self._run_isolated if self.isolate_trials else super().run_trial
+        run = self._run_isolated if self.isolate_trials else self._run_here
         try:
             histories = run(trial, *args, **kwargs)
         except Diverged as err:
@@ -288,6 +434,22 @@ class ZooTuner(kt.Tuner):
             | {"objective_std": spread}
         )
 
+    def _run_here(self, trial, *args, **kwargs):
+        """keras-tuner's `Tuner.run_trial` (with hyperband's round budget), its checkpoint of
+        the best epoch written atomically (`AtomicSaveBestEpoch`)."""
+        kwargs |= round_budget(trial.hyperparameters.values)
+        saver = AtomicSaveBestEpoch(
+            self.oracle.objective, self._get_checkpoint_fname(trial.trial_id)
+        )
+        original = kwargs.pop("callbacks", [])
+        histories = []
+        for execution in range(self.executions_per_trial):
+            callbacks = self._deepcopy_callbacks(original)
+            self._configure_tensorboard_dir(callbacks, trial, execution)
+            callbacks += [tuner_utils.TunerCallback(self, trial), saver]
+            histories.append(self._build_and_fit_model(trial, *args, **kwargs, callbacks=callbacks))
+        return histories
+
     def _run_isolated(self, trial, *args, **kwargs):
         """`run_trial`'s training in a fresh process; a crash of that process is a crashed
         trial (retried `max_retries` times, then failed) with its reason as the message."""
@@ -295,17 +457,13 @@ class ZooTuner(kt.Tuner):
 
         values = trial.hyperparameters.values
         earlier = values.get("tuner/trial_id")
-        fit = {k: v for k, v in kwargs.items() if k != "callbacks"}
-        if "tuner/epochs" in values:  # hyperband's round, as kt.Hyperband.run_trial sets it
-            fit |= {
-                "epochs": values["tuner/epochs"],
-                "initial_epoch": values["tuner/initial_epoch"],
-            }
+        fit = {k: v for k, v in kwargs.items() if k != "callbacks"} | round_budget(values)
         job = {
             "hypermodel": self.hypermodel,
             "hp": trial.hyperparameters.get_config(),
             "objective": self.oracle.objective,
             "checkpoint": self._get_checkpoint_fname(trial.trial_id),
+            "saver": AtomicSaveBestEpoch,
             "build_config": self._get_build_config_fname(trial.trial_id),
             "warm_start": earlier and self._get_checkpoint_fname(earlier),
             "executions": self.executions_per_trial,
@@ -326,8 +484,15 @@ class ZooTuner(kt.Tuner):
         return histories
 
     def _build_and_fit_model(self, trial, *args, **kwargs):
+        """keras-tuner's, with the model's build_config.json written atomically."""
         try:
-            return super()._build_and_fit_model(trial, *args, **kwargs)
+            hp = trial.hyperparameters
+            model = self._try_build(hp)
+            results = self.hypermodel.fit(hp, model, *args, **kwargs)
+            build_config = self._get_build_config_fname(trial.trial_id)
+            write_state(build_config, model.get_build_config())
+            tuner_utils.validate_trial_results(results, self.oracle.objective, "HyperModel.fit()")
+            return results
         finally:
             self.hypermodel.execution += 1
 
@@ -336,6 +501,9 @@ class ZooTuner(kt.Tuner):
         if distributed.role() == "chief":
             self.oracle.verbose = fit_kwargs.get("verbose", 1)
             self.save()
+            if self.oracle.all_done():  # a chief started again after its workers ended
+                print("Every trial has finished: the chief serves no workers", flush=True)
+                return
             distributed.serve(self.oracle, self.worker_timeout)
             return
         if distributed.role() == "worker":
@@ -375,6 +543,16 @@ class ZooTuner(kt.Tuner):
         if self._heartbeat:
             self._heartbeat.trial_id = None
         super().on_trial_end(trial)
+        # what writers killed in an earlier run of this trial left; no one writes there now
+        files.remove_temporaries(self.get_trial_dir(trial.trial_id))
+
+
+def round_budget(values: dict) -> dict:
+    """A hyperband trial's `epochs` and `initial_epoch` (as kt.Hyperband.run_trial sets them);
+    {} for other tuners."""
+    if "tuner/epochs" not in values:
+        return {}
+    return {"epochs": values["tuner/epochs"], "initial_epoch": values["tuner/initial_epoch"]}
 
 
 class ZooHyperband(ZooTuner, kt.Hyperband):
@@ -433,7 +611,7 @@ def make_tuner(
         seed=seed + 1,  # keras-tuner takes seed 0 as "no seed"
         max_retries_per_trial=max_retries,
     )
-    return tuner_class(
+    tuner = tuner_class(
         oracle,
         hypermodel,
         directory=directory,
@@ -441,3 +619,6 @@ def make_tuner(
         overwrite=overwrite,
         executions_per_trial=executions_per_trial,
     )
+    if distributed.role() == "worker":  # its oracle is the chief's, over gRPC
+        distributed.survive_chief_restarts(tuner.oracle)
+    return tuner

@@ -7,7 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from zoo.models import MODELS, looks_ahead, model_hyperparameters
+from zoo.cli import check_learning_rate
+from zoo.models import MODELS, looks_ahead, model_defaults, model_hyperparameters
 from zoo.presets import NO_PRESET, default_preset, get_preset
 from zoo.tasks import TASKS, Task, get_task, task_options, task_reads_data
 
@@ -45,6 +46,10 @@ SMALL_DATA = 1000
 MIN_GRADIENT_STEPS = 3000
 MAX_SMALL_DATA_EPOCHS = 1000
 SMALL_DATA_DROPOUT = {"dropout": 0.3, "recurrent_dropout": 0.3}
+# The most weights a model may have: checked before it is built. Training keeps four float32
+# copies of each (the weights, their gradients, Adam's two moments), 1.6 GB at this size, before
+# activations; `--units 1000000` asked for 8e12 and took ~96 s to fail out of memory.
+MAX_PARAMETERS = 100_000_000
 
 
 def read_hparams(path: str) -> dict:
@@ -109,9 +114,49 @@ def resolve(
         raise ValueError(
             f"model {config['model']!r} takes no {', '.join(unknown)}; it takes {', '.join(takes)}"
         )
+    if config.get("learning_rate") is not None:  # from a flag, --hparams or a preset
+        check_learning_rate(config["learning_rate"])
     for key, value in DEFAULTS.items():
         config.setdefault(key, value)
     return config
+
+
+def check_data_path(data, task: str | None = None) -> None:
+    """Refuse a --data for a task that reads no file, or a path that does not exist, before
+    anything slow starts."""
+    if data is None:
+        return
+    if task in TASKS and not task_reads_data(task):
+        raise ValueError(f"task {task!r} reads no file; drop --data")
+    if not Path(str(data)).expanduser().exists():
+        raise ValueError(f"--data: no such file or folder: {data}")
+
+
+def parameters_bound(config: dict, features: int) -> int:
+    """An upper bound on the weights of the configured model's recurrent layers, from its
+    settings alone (every layer counted as an LSTM's four gates, both directions where it
+    reads backwards too): what `check_size` compares with MAX_PARAMETERS."""
+    settings = model_defaults(config["model"]) | model_settings(config)
+    units = int(settings.get("units") or 0)
+    depth = max(int(settings.get("depth") or 1), 1)
+    directions = 2 if looks_ahead(config["model"]) else 1
+    total, inputs = 0, features
+    for _ in range(depth):
+        total += directions * 4 * units * (inputs + units + 1)
+        inputs = directions * units
+    return total
+
+
+def check_size(config: dict, features: int) -> None:
+    """Refuse a model larger than MAX_PARAMETERS before it is built (`parameters_bound`)."""
+    bound = parameters_bound(config, features)
+    if bound > MAX_PARAMETERS:
+        settings = model_defaults(config["model"]) | model_settings(config)
+        raise ValueError(
+            f"{config['model']} with {settings.get('units')} units and depth "
+            f"{settings.get('depth', 1)} would hold up to {bound:.2g} weights, over the limit "
+            f"of {MAX_PARAMETERS:,} (about 1.6 GB to train); choose fewer --units or --depth"
+        )
 
 
 def load_task(task: str, data=None, options: dict | None = None) -> Task:

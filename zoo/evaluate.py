@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(model_path)
     except (UnknownNameError, DataError, ValueError, KeyError) as err:
         parser.error(str(err))
-    from zoo.runs import json_safe
+    from zoo.files import json_safe
     from zoo.scoring import headline, score
 
     metrics = score(model, task, args.split)

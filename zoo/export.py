@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ import time
 import warnings
 from pathlib import Path
 
+from zoo import files
 from zoo.cli import Parser, positive_int
 
 FORMATS = ("tflite", "saved_model", "onnx")
@@ -374,13 +374,14 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
             "input_shape": shape,
             "versions": versions(),
         }
-        (work / report_name(fmt, quantize)).write_text(json.dumps(report, indent=2) + "\n")
+        files.write_json(work / report_name(fmt, quantize), report)
         folder.mkdir(exist_ok=True)
         for name in (artifact, report_name(fmt, quantize)):
             target = folder / name
             if target.is_dir():  # a folder cannot be renamed over: move the old one aside first
                 os.replace(target, work / f"old-{name}")
             os.replace(work / name, target)
+        files.fsync_folder(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["file"] = str(folder / artifact)

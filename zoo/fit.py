@@ -8,9 +8,9 @@ leave a run folder (`zoo.runs`).
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,8 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoo import backend, distribute, runs
-from zoo.buckets import LengthBatches
+from zoo import backend, distribute, files, runs
+from zoo.buckets import EpochBatches, LengthBatches
 from zoo.config import JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS, model_settings
 from zoo.fused import fused_path_available
 from zoo.scoring import headline, headline_metrics, score
@@ -144,15 +144,15 @@ def compile_model(
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """Keep the best model so far at `path`, written atomically (Keras' ModelCheckpoint is not)."""
+    """Keep the best model so far at `path`, written atomically (Keras' ModelCheckpoint is not).
+    `best` is the best value before this fit (a resumed run's, see `EpochBackup`)."""
 
-    def __init__(self, path, monitor: str, mode: str, history: dict | None = None):
+    def __init__(self, path, monitor: str, mode: str, best: float | None = None):
         super().__init__()
         self.path, self.monitor, self.mode = Path(path), monitor, mode
         self.best = -np.inf if mode == "max" else np.inf
-        earlier = [v for v in (history or {}).get(monitor, []) if np.isfinite(v)]
-        if earlier:  # a resumed run: the checkpoint holds the best of the epochs before
-            self.best = max(earlier) if mode == "max" else min(earlier)
+        if best is not None and np.isfinite(best):
+            self.best = best
         self.saved = False
 
     def on_epoch_end(self, epoch, logs=None):
@@ -162,7 +162,144 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if (value > self.best) if self.mode == "max" else (value < self.best):
             self.best = value
             self.saved = True
-            runs.save_model(self.model, self.path)
+            files.save_model(self.model, self.path)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """A run's state after each epoch, so a run killed at any instant resumes where it stopped
+    (`--resume`) and ends as the same run would have uninterrupted.
+
+    At each epoch's end: history.csv rewritten whole; then in backup/, every variable of the
+    model and its optimizer (weights, the dropout's random state, the optimizer's moments and
+    step) as epoch-N.npz, the best epoch's weights (best-N.npz) when they changed, and last
+    state.json, the commit: the epochs done, the files above, the history and the early
+    stopping's counters (its previous version kept as state.json.bak). Every file is atomic
+    (`zoo.files`). Keras' BackupAndRestore writes its weights and its epoch number as two plain
+    files (a kill between them resumes from the wrong epoch) and keeps neither the random state
+    (a resumed run drew other dropout masks) nor the early stopping's; CSVLogger appends, so a
+    kill mid-line leaves a torn row.
+
+    `state` is `read_backup`'s, None for a fresh start. Must come after the `EarlyStopping`
+    and `AtomicCheckpoint` whose state it saves, in the callbacks.
+    """
+
+    def __init__(self, folder, early_stopping, checkpoint: AtomicCheckpoint, state: dict | None):
+        super().__init__()
+        self.folder, self.backup = Path(folder), Path(folder) / "backup"
+        self.early_stopping, self.checkpoint = early_stopping, checkpoint
+        self.state = state  # from `read_backup`, None for a fresh start
+        self.history = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
+
+    def on_train_begin(self, logs=None):
+        state = self.state
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        with np.load(self.backup / state["weights"]) as saved:
+            values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        variables = self.variables()
+        if [v.shape for v in values] != [tuple(v.shape) for v in variables]:
+            raise ValueError(f"{self.backup / state['weights']} does not fit this model")
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+        epochs = (self.params or {}).get("epochs") or state["epoch"]
+        # a run that ended (early stopping) before the kill trains no further epoch
+        self.model._initial_epoch = (
+            max(state["epoch"], epochs) if state["ended"] else state["epoch"]
+        )
+        stopping = self.early_stopping
+        for key, value in state["early_stopping"].items():
+            setattr(stopping, key, value)
+        if state["best_weights"]:
+            with np.load(self.backup / state["best_weights"]) as saved:
+                stopping.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        self._write_history()
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self._write_history()
+        self._commit(epoch + 1, improved=self.early_stopping.best_epoch == epoch)
+
+    def on_train_end(self, logs=None):
+        if self.state is not None and not self.state["ended"]:
+            self.state["ended"] = True
+            files.write_json(self.backup / "state.json", self.state, keep_previous=True)
+
+    def variables(self) -> list:
+        """What a resumed run needs to train on as this one: the model's variables (random
+        states included) and its optimizer's, in a fixed order."""
+        optimizer = self.model.optimizer
+        return [*self.model.variables, *(optimizer.variables if optimizer is not None else [])]
+
+    def _write_history(self) -> None:
+        columns = ["epoch", *sorted(self.history)]  # as Keras' CSVLogger writes them
+        count = len(next(iter(self.history.values()), []))
+        rows = [{"epoch": i, **{k: v[i] for k, v in self.history.items()}} for i in range(count)]
+        files.write_csv(self.folder / "history.csv", rows, columns)
+
+    def _commit(self, epochs: int, improved: bool) -> None:
+        """The weights, the best weights if they changed, then state.json naming them."""
+        self.backup.mkdir(exist_ok=True)
+        weights = f"epoch-{epochs}.npz"
+        with files.atomic_write(self.backup / weights, "wb") as f:
+            np.savez(f, *[keras.ops.convert_to_numpy(v) for v in self.variables()])
+        best = (self.state or {}).get("best_weights")
+        stopping = self.early_stopping
+        if improved and stopping.best_weights is not None:
+            best = f"best-{epochs}.npz"
+            with files.atomic_write(self.backup / best, "wb") as f:
+                np.savez(f, *stopping.best_weights)
+        self.state = {
+            "epoch": epochs,
+            "weights": weights,
+            "best_weights": best,
+            "ended": False,
+            "checkpoint_best": float(self.checkpoint.best),
+            "early_stopping": {
+                "wait": stopping.wait,
+                "best": None if stopping.best is None else float(stopping.best),
+                "best_epoch": stopping.best_epoch,
+                "stopped_epoch": stopping.stopped_epoch,
+            },
+            "history": self.history,
+        }
+        files.write_json(self.backup / "state.json", self.state, keep_previous=True)
+        self._drop_old_files()
+
+    def _drop_old_files(self) -> None:
+        """Remove backup files that neither state.json nor its last good copy names."""
+        keep = {"state.json", "state.json.bak"}
+        for name in ("state.json", "state.json.bak"):
+            with contextlib.suppress(files.CorruptFile, OSError):
+                state = files.read_json(self.backup / name)
+                keep |= {state["weights"], state.get("best_weights")}
+        for path in self.backup.iterdir():
+            if path.name not in keep and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+
+
+def first_epoch(state: dict | None) -> int:
+    """The first epoch a fit from `read_backup`'s state runs (0 for a fresh start)."""
+    return 0 if state is None else state["epoch"]
+
+
+def read_backup(folder: Path) -> tuple[dict | None, str | None]:
+    """(state, note): the state of a run's last finished epoch (backup/state.json, else its last
+    good copy), or None without a usable one; the note (one line) says when the copy was used,
+    or that the backup was unreadable and the run starts again from its first epoch."""
+    path = Path(folder) / "backup" / "state.json"
+    if not path.exists() and not files.previous_copy(path).exists():
+        return None, None
+    copy = f"{path} was unreadable or named a missing file: using its last good copy"
+    for source, note in ((path, None), (files.previous_copy(path), copy)):
+        with contextlib.suppress(files.CorruptFile, OSError, KeyError, TypeError):
+            state = files.read_json(source)
+            named = [state["weights"], state.get("best_weights")]
+            if all((path.parent / name).is_file() for name in named if name):
+                return state, note
+    return None, f"{path} and its last good copy are unreadable: training starts again"
 
 
 class ResetStates(keras.callbacks.Callback):
@@ -237,21 +374,17 @@ def build_model(config: dict, task: Task) -> keras.Model:
     )
 
 
-def read_history(path: Path) -> dict:
-    """history.csv as `fit` returns its history: a list of values per column."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
-
-
 def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1) -> dict:
     """Compile, fit with early stopping and checkpoints, evaluate on test, save everything.
 
-    Every epoch is backed up in backup/ (Keras' BackupAndRestore), removed when fit ends; a
-    folder that still has one resumes from its last epoch (`--resume`). A loss that turns NaN
-    or inf raises `Diverged`; the folder then keeps config.json and history.csv, and no model
-    or metrics. Under `--distribute`, compile and fit run in the strategy's scope."""
-    earlier = read_history(folder / "history.csv") if (folder / "backup").is_dir() else None
+    Every epoch is backed up in backup/ (`EpochBackup`), removed once the run's results are
+    written; a folder that still has one resumes from its last epoch (`--resume`), killed at
+    any instant. A loss that turns NaN or inf raises `Diverged`; the folder then keeps
+    config.json and history.csv, and no model or metrics. Under `--distribute`, compile and fit
+    run in the strategy's scope."""
+    state, note = read_backup(folder)
+    if note:
+        print(note, file=sys.stderr)
     runs.write_config(folder, config, task, model.count_params())
     x, y, w = task.split("train")
     choice = config.get("distribute", "none")
@@ -268,46 +401,44 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
         )
     callbacks = fit_callbacks(task, patience=config["patience"])
     monitor, mode = task.objective
-    checkpoint = AtomicCheckpoint(folder / "model.keras", monitor, mode, earlier)
-    callbacks += [
-        checkpoint,
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=earlier is not None),
-        *tensorboard(folder / "tb", verbose),
-        keras.callbacks.BackupAndRestore(str(folder / "backup"), double_checkpoint=True),
-    ]
+    best = None if state is None else state["checkpoint_best"]
+    checkpoint = AtomicCheckpoint(folder / "model.keras", monitor, mode, best)
+    backup = EpochBackup(folder, callbacks[0], checkpoint, state)
+    callbacks += [checkpoint, *tensorboard(folder / "tb", verbose), backup]
+    # epoch N's batches from (seed, N) alone, so a resumed run trains as it would have
+    order = dict(batch_size=config["batch_size"], seed=config["seed"], epoch=first_epoch(state))
     if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
-        data = {"x": LengthBatches(x, y, w, batch_size=config["batch_size"], seed=config["seed"])}
-    else:  # a stateful task's batches follow each other, unshuffled
+        data = {"x": LengthBatches(x, y, w, **order)}
+    elif task.stateful_batch:  # a stateful task's batches follow each other, unshuffled
         data = dict(x=x, y=y, sample_weight=w, batch_size=config["batch_size"])
-        data["shuffle"] = not task.stateful_batch
+    else:
+        data = {"x": EpochBatches(x, y, w, **order)}
+    data["shuffle"] = False  # the batches above are shuffled; Keras' own shuffle would not be
     started = time.perf_counter()
     interrupted = False
     try:
         with distribute.scope(choice):
-            history = model.fit(
+            model.fit(
                 **data,
                 validation_data=validation_data(task),
                 epochs=config["epochs"],
                 callbacks=callbacks,
                 verbose=verbose,
-            ).history
+            )
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: keeping the best model so far.", file=sys.stderr)
-        history = model.history.history if model.history else {}
         if callbacks[0].best_weights is not None:
             model.set_weights(callbacks[0].best_weights)
-    if earlier is not None:  # the whole run's history; the best weights may predate the resume
-        history = read_history(folder / "history.csv")
-        if not checkpoint.saved and (folder / "model.keras").is_file():
-            model.set_weights(runs.load_model(folder / "model.keras").get_weights())
+    history = backup.history  # the whole run's, epochs before a resume included
     try:
         check_finite_history(history)
     except Diverged:
         (folder / "model.keras").unlink(missing_ok=True)
+        shutil.rmtree(folder / "backup", ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
-    return save_results(
+    metrics = save_results(
         task,
         model,
         folder,
@@ -317,6 +448,9 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
         best_epoch=callbacks[0].best_epoch + 1,
         interrupted=interrupted,
     )
+    if not interrupted:  # the results are written: nothing left to resume
+        shutil.rmtree(folder / "backup", ignore_errors=True)
+    return metrics
 
 
 def save_results(task: Task, model: keras.Model, folder: Path, history: dict, **facts) -> dict:
@@ -324,7 +458,7 @@ def save_results(task: Task, model: keras.Model, folder: Path, history: dict, **
     in metrics.json, and the plots. Returns the metrics."""
     from zoo.plots import run_plots
 
-    runs.save_model(model, folder / "model.keras")
+    files.save_model(model, folder / "model.keras")
     metrics = {**score(model, task), **facts, "val": score(model, task, "val")}
     metrics["val"].pop("report", None)
     runs.write_metrics(folder, metrics)

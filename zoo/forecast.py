@@ -9,7 +9,6 @@ Several runs of one task (say horizon=1 and horizon=H) are scored on the same wi
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -255,17 +254,6 @@ def _task_key(config: dict):
     return hp["task"], options
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """A temporary name beside `path` (same suffix, mode from the umask) renamed onto it on exit."""
-    tmp = path.with_name(f".{path.stem}-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def output_folder(run: str, out: str | None) -> Path:
     """--out, else the run folder (the folder of a .keras file given instead)."""
     if out:
@@ -307,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ValueError, KeyError) as err:
         parser.error(str(err))
     from zoo import plots
-    from zoo.runs import write_json
+    from zoo.files import atomic_path, write_json
 
     folder = output_folder(args.runs[0], args.out)
     folder.mkdir(parents=True, exist_ok=True)

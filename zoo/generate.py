@@ -16,7 +16,6 @@ import numpy as np
 from zoo.cli import Parser, non_negative_int, positive_int
 from zoo.forecast import (
     Forecaster,
-    atomic_path,
     forecast,
     forecaster,
     horizon_windows,
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_outputs(folder, seed, generated, truth, summary: dict) -> None:
     """generated.csv (step, generated and true values), generated.png and generation.json."""
     from zoo import plots
-    from zoo.runs import write_json
+    from zoo.files import atomic_path, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     columns = [np.arange(len(generated))[:, None], generated]

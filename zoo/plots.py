@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from zoo.runs import atomic_write
+from zoo import files
 
 
 def figure(*, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
@@ -24,10 +24,9 @@ def figure(*, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write `fig` as a PNG atomically (`zoo.runs.atomic_write`)."""
+    """Write `fig` as a PNG atomically (`zoo.files`)."""
     fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, dpi=110, format="png")
+    files.save_figure(fig, path, dpi=110, format="png")
     return path
 
 

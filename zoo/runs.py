@@ -1,95 +1,21 @@
-"""Run folders: create one, write into it atomically, read it back.
+"""Run folders: create one, write its config and metrics, read it back.
 
-The one place that writes what a run or a search leaves behind (training, tuning, evaluation and
-export all use it). Every file is written to a temporary name beside its target and renamed into
-place, so a reader never sees half a file, and is created with the process' umask, like any other
-file the user makes (a colleague or a web server can read the results of a shared folder).
-JSON is strict: a value that is not a finite number is written as `null`.
+Training, tuning, evaluation and export know a run folder through here; every file goes through
+`zoo.files` (atomic writes, strict JSON).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
-import math
 import os
 import platform
-import secrets
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+from zoo.files import non_finite_keys, remove_temporaries, write_json
 from zoo.tasks.base import Task, get_task
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_args):
-    """Open a temporary file beside `path` for writing; rename it to `path` if the block ends
-    without an error, else remove it. The file's mode follows the umask."""
-    path = Path(path)
-    tmp = temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, mode, **open_args) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def temporary_name(path: Path) -> Path:
-    """A new hidden name beside `path`, keeping its suffix (Keras checks `.keras`)."""
-    return path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}")
-
-
-def json_safe(data):
-    """`data` with every float that is not finite (NaN, inf) replaced by None."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: json_safe(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [json_safe(v) for v in data]
-    return data
-
-
-def non_finite_keys(data, prefix: str = "") -> list[str]:
-    """The keys (dotted paths) of `data` whose values are floats that are not finite."""
-    if isinstance(data, float):
-        return [] if math.isfinite(data) else [prefix or "value"]
-    if isinstance(data, dict):
-        return [k for key, v in data.items() for k in non_finite_keys(v, f"{prefix}{key}.")]
-    return []
-
-
-def write_json(path: str | os.PathLike, data) -> None:
-    """Strict JSON (NaN and inf as null), written atomically."""
-    with atomic_write(path) as f:
-        json.dump(json_safe(data), f, indent=2, default=str, allow_nan=False)
-        f.write("\n")
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
-    """A CSV with a header row, written atomically (missing values left empty)."""
-    with atomic_write(path, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def save_model(model, path: str | os.PathLike) -> None:
-    """`model.save`, atomically: Keras writes a temporary `.keras` file that is then renamed."""
-    path = Path(path)
-    tmp = temporary_name(path)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) -> Path:
@@ -97,6 +23,9 @@ def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) 
     runs/<task>-<model>-<timestamp>."""
     if out:
         folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"--out {folder} is a file; give a new or empty folder")
+        remove_temporaries(folder)  # what a run killed as it began left
         if folder.exists() and any(folder.iterdir()):
             raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
     else:
@@ -112,7 +41,7 @@ def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) 
 
 def write_config(folder: Path, config: dict, task: Task, parameters: int) -> None:
     """config.json, written before training: settings, task facts, versions, the command."""
-    write_json(
+    write_json(  # a resume rewrites it: the last good copy kept as config.json.bak
         folder / "config.json",
         {
             "hyperparameters": {k: v for k, v in config.items() if k != "out"},
@@ -121,6 +50,7 @@ def write_config(folder: Path, config: dict, task: Task, parameters: int) -> Non
             "parameters": parameters,
             "command": " ".join(sys.argv),
         },
+        keep_previous=(folder / "config.json").exists(),
     )
 
 
@@ -206,6 +136,9 @@ def load_model(path: str | os.PathLike):
     import zoo.layers  # noqa: F401
     from zoo.fit import use_xla
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found"
+        raise ValueError(f"cannot load {path}: the file is corrupt (empty, truncated or not a "
+                         "zip file as .keras files are); train again, or use another run")  # fmt: skip
     try:
         model = keras.models.load_model(path)
     except Exception as err:  # noqa: BLE001 - Keras raises many kinds for a bad file

@@ -29,13 +29,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from zoo import files
 from zoo.cli import Parser, positive_int
 
 
@@ -691,21 +691,6 @@ def _npz_recording(path: Path):
     return [(x, y)], None, path.name
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes through a temporary file and a rename, with the mode the umask gives."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _csv_bytes(table: list[dict]) -> bytes:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
@@ -785,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     if class_names and "label" in table[0]:
         right = np.mean([row["predicted"] == row["label"] for row in table])
         summary += f"; outputs matching the label {right:.2%} (all outputs, from the first step)"
-    _atomic_write(out / "stream.csv", _csv_bytes(table))
+    files.write_bytes(out / "stream.csv", _csv_bytes(table))
     plots.streamed_outputs(table, class_names, hz, summary.split(";")[0], out / "stream.png")
     print(summary)
     print(f"Wrote {out / 'stream.csv'} and {out / 'stream.png'}")

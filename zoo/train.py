@@ -9,11 +9,10 @@ and `--list` import no Keras, so they answer at once.
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 import sys
 
-from zoo.cli import Parser, non_negative_float, non_negative_int, positive_int
+from zoo.cli import Parser, learning_rate, non_negative_float, non_negative_int, positive_int
 from zoo.config import (
     DEFAULTS,
     JIT_CHOICES,
@@ -111,7 +110,7 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     )
     p.add_argument(
         "--learning-rate",
-        type=float,
+        type=learning_rate,
         help=f"learning rate ({default('learning_rate', rate_own)})",
     )
     p.add_argument(
@@ -226,10 +225,17 @@ def configure(args) -> dict:
     return resolve(flags, preset=args.preset, hparams=args.hparams, task_options=options)
 
 
+class RunEnded(Exception):
+    """--resume of a run that has ended: nothing to do (a kill after its last write, say)."""
+
+
 def resume_config(args) -> dict:
-    """The configuration of the run in --resume RUN_DIR (its config.json), which must still have
-    the backup of its last epoch; only --distribute may change."""
+    """The configuration of the run in --resume RUN_DIR (its config.json, else its last good
+    copy), which must not have ended; only --distribute and --epochs may change. A run killed
+    before its first epoch ended starts again from the first epoch."""
     from pathlib import Path
+
+    from zoo import files
 
     keep = ("resume", "distribute", "quiet", "epochs")
     given = [k for k, v in vars(args).items() if v and k not in keep]
@@ -238,19 +244,28 @@ def resume_config(args) -> dict:
             f"--resume continues a run with its own settings; drop {given[0].replace('_', '-')}"
         )
     folder = Path(args.resume)
-    if not (folder / "config.json").is_file():
+    if not folder.is_dir() or not any(
+        (folder / name).is_file() for name in ("config.json", "config.json.bak")
+    ):
         raise ValueError(f"--resume: no run at {folder} (no config.json)")
-    if not (folder / "backup").is_dir():
-        raise ValueError(
-            f"--resume: {folder} has no backup/ to resume from (the run ended, or stopped "
-            "before its first epoch ended)"
-        )
+    backup = folder / "backup"
+    if (folder / "metrics.json").is_file() and not backup.is_dir():
+        raise RunEnded(f"{folder}: the run has ended (see its metrics.json); nothing to resume")
     try:
-        config = json.loads((folder / "config.json").read_text())["hyperparameters"]
-    except (json.JSONDecodeError, KeyError) as err:
+        saved, note = files.read_json_recovering(folder / "config.json")
+        config = saved["hyperparameters"]
+    except (files.CorruptFile, OSError, KeyError, TypeError) as err:
         raise ValueError(
             f"--resume: {folder / 'config.json'} is not a run's config ({err})"
         ) from None
+    if note:
+        print(note, file=sys.stderr)
+    if not backup.is_dir():
+        print(
+            f"{folder}: no epoch had ended before the run stopped: training starts from the "
+            "first epoch",
+            file=sys.stderr,
+        )
     config["out"] = str(folder)
     config.setdefault("distribute", "none")
     if args.distribute:
@@ -258,6 +273,27 @@ def resume_config(args) -> dict:
     if args.epochs:
         config["epochs"] = args.epochs
     return config
+
+
+def check_out(config: dict, resume: bool) -> None:
+    """Refuse an --out that cannot become the run folder, before anything slow starts (on the
+    chief: a multi_worker worker writes elsewhere, see `run_folder`)."""
+    from pathlib import Path
+
+    from zoo.distribute import is_chief
+    from zoo.files import is_temporary
+
+    try:
+        writes_it = is_chief(config.get("distribute", "none"))
+    except ValueError:  # a bad TF_CONFIG: `prepare` refuses it in its own words
+        return
+    if config.get("out") is None or resume or not writes_it:
+        return
+    folder = Path(config["out"])
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file; give a new or empty folder")
+    if folder.is_dir() and any(not is_temporary(p.name) for p in folder.iterdir()):
+        raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
 
 
 def run_folder(config: dict, resume: bool):
@@ -268,11 +304,14 @@ def run_folder(config: dict, resume: bool):
     from pathlib import Path
 
     from zoo.distribute import is_chief
+    from zoo.files import remove_temporaries
     from zoo.runs import new_run_folder
 
     if is_chief(config.get("distribute", "none")):
         if resume:
-            return Path(config["out"])
+            folder = Path(config["out"])
+            remove_temporaries(folder, recursive=True)  # what writers killed mid-write left
+            return folder
         return new_run_folder(config["task"], config["model"], config.get("out"))
     folder = Path(tempfile.mkdtemp(prefix="rnn-zoo-worker-"))
     if resume:
@@ -285,12 +324,19 @@ def prepare(config: dict):
     import keras
 
     from zoo import distribute
-    from zoo.config import check_pairing, load_task, small_data_note, training_defaults_for
+    from zoo.config import (
+        check_pairing,
+        check_size,
+        load_task,
+        small_data_note,
+        training_defaults_for,
+    )
     from zoo.fit import build_model
 
     keras.utils.set_random_seed(config["seed"])
     task = load_task(config["task"], config.get("data"), config.get("task_options"))
     check_pairing(task, config["model"])
+    check_size(config, task.input_shape[-1])
     distribute.check(config, bool(task.stateful_batch))
     chosen = training_defaults_for(task)
     if not all(key in config for key in chosen):
@@ -324,11 +370,22 @@ def main(argv: list[str] | None = None) -> int:
         print(list_everything())
         return 0
     from zoo import backend, distribute
+    from zoo.config import check_data_path, check_size
     from zoo.tasks.base import DataError
 
     try:
-        backend.load()
+        # names, values and paths first: a refusal must not wait for TensorFlow to start
         config = resume_config(args) if args.resume else configure(args)
+    except RunEnded as ended:  # the same --resume command run again after the end: fine
+        print(ended)
+        return 0
+    except (UnknownNameError, ValueError) as err:
+        parser.error(str(err))
+    try:
+        check_data_path(config.get("data"), config["task"])
+        check_size(config, features=0)  # the recurrent layers alone; with the data's in prepare
+        check_out(config, bool(args.resume))
+        backend.load()
         if backend.name() == "tensorflow":
             distribute.split_cpu()  # before TensorFlow sets up its devices
         task, model = prepare(config)

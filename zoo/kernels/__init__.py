@@ -33,6 +33,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zoo import files
+
 __all__ = ["cpu_target", "lstm_op", "lstm_op_status"]
 
 SOURCE = Path(__file__).with_name("lstm_op.cc")
@@ -159,9 +161,7 @@ def _targets() -> list[tuple[str, list[str]]]:
 
 
 def _cache_dir() -> Path:
-    from zoo.tasks.har import default_cache_dir  # the zoo's one per-user cache folder
-
-    return default_cache_dir() / "kernels"
+    return files.cache_dir() / "kernels"  # the zoo's one per-user cache folder
 
 
 def _library_path(source: Path, tf_version: str, target: str, flags: list[str]) -> Path:
@@ -211,8 +211,6 @@ def _build(source: Path, flags: list[str], target: Path, name: str) -> None:
     time; a failure raises `_Unavailable` with the compiler's first error line."""
     import tensorflow as tf
 
-    from zoo.runs import temporary_name
-
     try:
         import fcntl
     except ImportError as err:  # not POSIX
@@ -232,19 +230,17 @@ def _build(source: Path, flags: list[str], target: Path, name: str) -> None:
             file=sys.stderr,
             flush=True,
         )
-        tmp = temporary_name(target)  # the compiler creates it, with the umask's mode
-        command = [_compiler(), "-shared", "-fPIC", "-O3", *flags, "-w"]
-        command += [*tf.sysconfig.get_compile_flags(), str(source), "-o", str(tmp)]
-        command += tf.sysconfig.get_link_flags()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_SECONDS)
-            if done.returncode != 0:
-                errors = [line for line in done.stderr.splitlines() if "error" in line]
-                first = (errors or done.stderr.splitlines() or ["no output"])[0]
-                raise _Unavailable(f"the C++ build failed: {first.strip()}")
-            os.replace(tmp, target)
+        try:  # the compiler creates the temporary file, with the umask's mode
+            with files.atomic_path(target) as tmp:  # renamed into place once built
+                command = [_compiler(), "-shared", "-fPIC", "-O3", *flags, "-w"]
+                command += [*tf.sysconfig.get_compile_flags(), str(source), "-o", str(tmp)]
+                command += tf.sysconfig.get_link_flags()
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=BUILD_SECONDS
+                )
+                if done.returncode != 0:
+                    errors = [line for line in done.stderr.splitlines() if "error" in line]
+                    first = (errors or done.stderr.splitlines() or ["no output"])[0]
+                    raise _Unavailable(f"the C++ build failed: {first.strip()}")
         except subprocess.TimeoutExpired as err:
             raise _Unavailable(f"the C++ build took over {BUILD_SECONDS} s") from err
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

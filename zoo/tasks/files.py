@@ -166,6 +166,30 @@ def _npz_output(y: np.ndarray, steps: int, name: str) -> tuple[str, int]:
     )
 
 
+def _npz_name(key: str) -> str:
+    """An array's name as the npz task documents it: `x_train` -> `X_train`."""
+    return key.replace("x_", "X_", 1) if key.startswith("x_") else key
+
+
+def _check_classes(arrays: dict, weights: dict, trained: set[int]) -> None:
+    """Refuse validation or test labels that the file's training labels (`trained`, before a
+    validation split) never show: the model could not learn them. Steps weighted 0 (padding)
+    do not count."""
+
+    def seen(split: str) -> set[int]:
+        y, w = arrays[f"y_{split}"], weights.get(f"w_{split}")
+        return {int(v) for v in np.unique(y if w is None else y[w > 0])}
+
+    for split in ("val", "test"):
+        unknown = sorted(seen(split) - trained)
+        if unknown:
+            raise DataError(
+                f"npz: y_{split} holds labels {', '.join(map(str, unknown))} that y_train does "
+                f"not (its labels: {', '.join(map(str, sorted(trained)))}); every class needs "
+                "training examples"
+            )
+
+
 def _variable_length(arrays: dict, kind: str) -> set[str]:
     """Turn the splits given as ragged sequences (an object array or a list) or as a padded
     array with `X_<split>_lengths` into NaN-padded float arrays (`pad_ragged`), in place.
@@ -254,18 +278,16 @@ def npz(
     check_flag(window_features=window_features)
     if data is None:
         raise DataError("npz: give the file with --data PATH (or data=PATH)")
-    if isinstance(data, Mapping):
-        arrays = {k.lower(): v for k, v in data.items()}
-    else:
-        arrays = {k.lower(): v for k, v in load_npz(data, "npz", allow_pickle).items()}
+    given = dict(data) if isinstance(data, Mapping) else load_npz(data, "npz", allow_pickle)
+    arrays = {k.lower(): v for k, v in given.items()}
     variable = _variable_length(arrays, "npz")
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     source = "arrays" if isinstance(data, Mapping) else str(data)
     missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
-    if missing:
+    if missing:  # named as the file names them (X_train), not as read here (x_train)
         raise DataError(
-            f"npz: {source} lacks {', '.join(sorted(missing))}; "
-            f"it holds {', '.join(sorted(arrays))}"
+            f"npz: {source} lacks {', '.join(sorted(_npz_name(k) for k in missing))}; "
+            f"it holds {', '.join(sorted(given))}"
         )
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise DataError(f"npz: {source} must hold both X_val and y_val, or neither")
@@ -277,15 +299,10 @@ def npz(
             )
     fixed = {k: a for k, a in arrays.items() if k not in {f"x_{s}" for s in variable}}
     check_finite("npz", **{name.replace("x_", "X_"): a for name, a in fixed.items()})
-    if "x_val" not in arrays:
-        n = len(arrays["x_train"])
-        # a few windows score nothing: at least 10 (at most a quarter) on small data
-        fraction = max(val_fraction, min(10, n // 4) / n)
-        fit, val = split_off(n, fraction, seed)
-        x, y = arrays["x_train"], arrays["y_train"]
-        arrays.update(x_train=x[fit], y_train=y[fit], x_val=x[val], y_val=y[val])
-    for split in ("train", "val", "test"):
-        x = arrays[f"x_{split}"]
+    for split in ("train", "val", "test"):  # the file's shapes, before a validation split
+        x = arrays.get(f"x_{split}")
+        if x is None:
+            continue
         if x.ndim == 2:
             x = x[..., None]
         if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
@@ -293,12 +310,26 @@ def npz(
                 f"npz: X_{split} must be numbers shaped (samples, steps, features). "
                 f"Received: shape={arrays[f'x_{split}'].shape}, dtype={x.dtype}"
             )
-        if split != "train" and x.shape[2] != arrays["x_train"].shape[2]:
+        if split != "train" and x.shape[2] != arrays["x_train"].shape[-1]:
             raise DataError(
-                f"npz: every split needs {arrays['x_train'].shape[2]} features a step, as "
+                f"npz: every split needs {arrays['x_train'].shape[-1]} features a step, as "
                 f"X_train. Received: X_{split}.shape={x.shape}"
             )
         arrays[f"x_{split}"] = x.astype(np.float32)
+    for split in ("train", "val", "test"):  # one float target a sample: one output
+        y = arrays.get(f"y_{split}")
+        if y is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.floating):
+            arrays[f"y_{split}"] = y[:, None]
+    y_train = arrays["y_train"]  # the file's training labels, before a validation split
+    integer = np.issubdtype(y_train.dtype, np.integer) or y_train.dtype == bool
+    trained = {int(v) for v in np.unique(y_train)} if integer else set()
+    if "x_val" not in arrays:
+        n = len(arrays["x_train"])
+        # a few windows score nothing: at least 10 (at most a quarter) on small data
+        fraction = max(val_fraction, min(10, n // 4) / n)
+        fit, val = split_off(n, fraction, seed)
+        x, y = arrays["x_train"], arrays["y_train"]
+        arrays.update(x_train=x[fit], y_train=y[fit], x_val=x[val], y_val=y[val])
     steps = arrays["x_train"].shape[1]
     kind, size = _npz_output(arrays["y_train"], steps, "y_train")
     for split in ("val", "test"):
@@ -319,6 +350,7 @@ def npz(
         labels = np.concatenate([arrays[f"y_{s}"].ravel() for s in ("train", "val", "test")])
         if labels.min() < 0:
             raise DataError(f"npz: labels must be 0 or more. Received: min label {labels.min()}")
+        _check_classes(arrays, weights, trained)
         size = int(labels.max()) + 1
     for split in ("train", "val", "test"):
         dtype = np.int32 if kind.endswith("classification") else np.float32

@@ -12,7 +12,7 @@ set (data set 240): 128-step windows (2.56 s at 50 Hz) of 9 channels. Sources, i
 Only `Inertial Signals/*`, `y_*.txt` and `subject_*.txt` are read; the 561 engineered features
 (`X_train.txt`, ...) are not needed. Parsing the text takes seconds, so the arrays are cached:
 the cache folder is `cache_dir=`, else `$RNN_ZOO_CACHE`, else `$XDG_CACHE_HOME/rnn-zoo`, else
-`~/.keras/datasets/rnn_zoo`. A cache is written atomically (temp file, then `os.replace`) and
+`~/.keras/datasets/rnn_zoo` (`zoo.files.cache_dir`). A cache is written atomically and
 only after the whole source parsed, so bad input never leaves a cache behind.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo import files
 from zoo.features import feature_spec
 from zoo.tasks.base import DataError, Task, channel_statistics, check_flag, register_task
 from zoo.tasks.base import standardize as standardize_channels
@@ -43,7 +44,6 @@ DOWNLOAD_NAME = "human+activity+recognition+using+smartphones.zip"
 INNER_ZIP = "UCI HAR Dataset.zip"
 FOLDER = "UCI HAR Dataset"
 DATA_ENV = "RNN_ZOO_HAR_DATA"
-CACHE_ENV = "RNN_ZOO_CACHE"
 
 CHANNELS = tuple(
     f"{sensor}_{axis}" for sensor in ("body_acc", "body_gyro", "total_acc") for axis in "xyz"
@@ -304,18 +304,6 @@ def parse_source(path: str | os.PathLike) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- cache and download
 
 
-def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """`cache_dir`, else $RNN_ZOO_CACHE, else $XDG_CACHE_HOME/rnn-zoo, else
-    ~/.keras/datasets/rnn_zoo."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "rnn-zoo"
-    return Path.home() / ".keras" / "datasets" / "rnn_zoo"
-
-
 def _cache_entry(source: Path | None, cache: Path) -> tuple[Path, str | None]:
     """(cache file, key) for a source; the key changes when the source's files change.
 
@@ -355,11 +343,9 @@ def _read_cache(path: Path, key: str | None) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the cache atomically (`zoo.runs.atomic_write`), readable as the umask allows."""
-    from zoo.runs import atomic_write
-
+    """Write the cache atomically (`zoo.files`), readable as the umask allows."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
+    with files.atomic_write(path, "wb") as f:
         np.savez(f, key=np.array(key), **arrays)
 
 
@@ -415,7 +401,7 @@ def load_arrays(
     Source order: `data`, else $RNN_ZOO_HAR_DATA; the cache; a download (if `download_ok`).
     Returns (arrays, facts) with facts "source", "cache" (the .npz path) and "from_cache".
     """
-    cache = default_cache_dir(cache_dir)
+    cache = files.cache_dir(cache_dir)
     data = data or os.environ.get(DATA_ENV) or None
     source = _resolve(Path(data).expanduser()) if data is not None else None
     cache_file, key = _cache_entry(source, cache)
