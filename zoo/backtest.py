@@ -8,6 +8,8 @@ series from the same histories; and the mean over the folds of a rolling-origin 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from zoo import baselines
@@ -74,21 +76,42 @@ def histories(info: dict) -> list[np.ndarray]:
     return [h[:o] for h, o in zip(info["history"], info["test_origin"], strict=True)]
 
 
+_CACHE: dict = {}  # baselines already fitted to these histories (ETS takes seconds a series)
+
+
+def _baselines(past: list[np.ndarray], horizon: int, season: int, methods: tuple):
+    """`baselines.forecasts`, remembered for the last few sets of histories: a run scores its
+    test split more than once (metrics, export checks), each time on the same histories."""
+    digest = hashlib.sha1(repr((horizon, season, methods)).encode())
+    for h in past:
+        digest.update(np.ascontiguousarray(h, dtype=np.float64).tobytes() + b"|")
+    key = digest.hexdigest()
+    if key not in _CACHE:
+        if len(_CACHE) >= 8:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = baselines.forecasts(past, horizon, season, methods)
+    others, notes = _CACHE[key]
+    return {k: v.copy() for k, v in others.items()}, dict(notes)
+
+
 def report(
-    info: dict, actual: np.ndarray, predicted: np.ndarray, methods=baselines.METHODS
+    info: dict, actual: np.ndarray, predicted, methods=baselines.METHODS
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The model's accuracy and each baseline's on the test windows of a series task.
 
-    `info` is the task's `info` (`zoo.tasks.series.series`), `actual` and `predicted` its test
-    targets and the model's forecasts, (series, horizon) in data units. Returns (the report as
-    metrics.json holds it, {method: forecasts (series, horizon)} with "model" first)."""
+    `info` is the task's `info` (`zoo.tasks.series.series`), `actual` its test targets and
+    `predicted` the model's forecasts, (series, horizon) in data units, or {label: forecasts}
+    for several models. Returns (the report as metrics.json holds it, {method: forecasts
+    (series, horizon)}, the models first)."""
     horizon, season = info["horizon"], info["season"]
     past = histories(info)
     scales = np.array([mase_scale(h, season) for h in past])
-    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(past), horizon)
-    actual = np.asarray(actual, dtype=np.float64).reshape(len(past), horizon)
-    others, notes = baselines.forecasts(past, horizon, season, methods)
-    forecasts = {"model": predicted, **others}
+    models = predicted if isinstance(predicted, dict) else {"model": predicted}
+    shape = (len(past), horizon)
+    models = {k: np.asarray(v, dtype=np.float64).reshape(shape) for k, v in models.items()}
+    actual = np.asarray(actual, dtype=np.float64).reshape(shape)
+    others, notes = _baselines(past, horizon, season, tuple(methods))
+    forecasts = {**models, **others}
     result = {
         "fold": info["fold"],
         "horizon": horizon,
@@ -120,7 +143,8 @@ def mean_over_folds(reports: list[dict]) -> dict:
 
 
 def format_table(methods: dict, model: str = "model") -> str:
-    """The methods' MASE, sMAPE, MAE and RMSE as aligned lines, the model first."""
+    """The methods' MASE, sMAPE, MAE and RMSE as aligned lines, the model (labelled `model`)
+    first."""
     width = max(len(model), *(len(m) for m in methods)) + 2
     lines = [f"{'':<{width}}{'MASE':>8}{'sMAPE':>8}{'MAE':>12}{'RMSE':>12}"]
     for name, m in methods.items():

@@ -2,7 +2,8 @@
 
 Each takes one series' history (the values before the forecast origin, in time order) and
 returns the next `horizon` values. ETS is statsmodels' Holt-Winters `ExponentialSmoothing`,
-its trend and season forms chosen by AIC on the history; statsmodels is the optional extra
+its trend (none, additive, damped) and season (none, additive, multiplicative) chosen by AIC
+on the history; statsmodels is the optional extra
 `forecast` (`pip install 'rnn-zoo[forecast]'`), and without it `ets` is not among the methods.
 """
 
@@ -21,7 +22,10 @@ ETS_MISSING = (
 
 def ets_available() -> bool:
     """True where statsmodels can be imported (the `forecast` extra)."""
-    return importlib.util.find_spec("statsmodels") is not None
+    try:
+        return importlib.util.find_spec("statsmodels") is not None
+    except ValueError:  # in sys.modules as None: imports of it are blocked
+        return False
 
 
 def naive(history: np.ndarray, horizon: int) -> np.ndarray:
@@ -47,16 +51,15 @@ def drift(history: np.ndarray, horizon: int) -> np.ndarray:
 
 
 def ets_forms(history: np.ndarray, season: int) -> list[tuple[str | None, bool, str | None]]:
-    """The (trend, damped, seasonal) forms tried: trend none, additive or multiplicative, each
-    trend damped or not; season none, additive or multiplicative where the history holds two
-    seasons. Multiplicative forms only for positive data."""
-    positive = bool(np.all(np.asarray(history) > 0))
-    kinds = ["add", "mul"] if positive else ["add"]
-    trends = [(None, False)] + [(t, d) for t in kinds for d in (False, True)]
+    """The (trend, damped, seasonal) forms tried: trend none, additive or additive damped;
+    season none, additive or (positive data) multiplicative where the history holds two
+    seasons. Multiplicative trends are left out, as R's `forecast::ets` leaves them out by
+    default: they forecast badly (Hyndman & Athanasopoulos, FPP3, 8.6)."""
+    trends = [(None, False), ("add", False), ("add", True)] if len(history) >= 4 else [(None, False)]
     seasons = [None]
     if season > 1 and len(history) >= 2 * season + 2:
-        seasons += kinds
-    return [(t, d, s) for t, d in trends for s in seasons if len(history) >= 4 or t is None]
+        seasons += ["add", "mul"] if bool(np.all(np.asarray(history) > 0)) else ["add"]
+    return [(t, d, s) for t, d in trends for s in seasons]
 
 
 def ets(history: np.ndarray, horizon: int, season: int) -> tuple[np.ndarray, str]:

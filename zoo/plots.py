@@ -112,8 +112,11 @@ def backtest_forecasts(
         ax.plot(x[start : origin + 1], history[start : origin + 1], "k-", lw=1.2, label="history")
         ax.plot(x[origin:], history[origin:], "k-", lw=2.2, alpha=0.35, label="actual (test)")
         ax.axvspan(x[origin], x[-1], color="0.9", zorder=0)
+        models = [m for m in forecasts if m not in STYLES or m == "model"]
         for method, values in forecasts.items():
-            style = STYLES.get(method, {"lw": 1.0})
+            style = STYLES.get(method) if method not in models else dict(STYLES["model"])
+            if method in models and models.index(method):  # further models: further colours
+                style["color"] = f"C{3 + models.index(method)}"
             label = model if method == "model" else method.replace("_", "-")
             ax.plot(x[origin:], np.asarray(values)[i], label=label, **style)
         ax.set_title(f"{info['series'][i]} (test from {info['test_start'][i] or f'step {origin}'})")
