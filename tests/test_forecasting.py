@@ -73,7 +73,12 @@ def test_the_frequency_and_season_come_from_the_dates(tmp_path, dates, season, k
 def test_a_monthly_csv_with_dates_is_tested_on_its_last_horizon(tmp_path):
     task = get_task("series", data=airline_like(tmp_path / "a.csv"), horizon=12)
     info = task.info
-    assert (info["season"], info["kind"], info["window"], info["val_steps"]) == (12, "monthly", 24, 12)
+    assert (info["season"], info["kind"], info["window"], info["val_steps"]) == (
+        12,
+        "monthly",
+        24,
+        12,
+    )
     assert info["test_start"] == ["2006-01-01"] and info["test_origin"] == [60]
     assert task.input_shape == (24, 1) and task.num_outputs == 12
     values = read_panel(tmp_path / "a.csv").values[0]
@@ -124,11 +129,17 @@ def test_season_inputs_carry_each_steps_place_in_the_season(tmp_path):
         ("Date,v\n2001-01,1\n2001-02,2\n2001-02,3\n2001-03,4\n", "duplicate date 2001-02-01"),
         ("Date,v\n2001-01,1\n2001-03,2\n2001-02,3\n", "not in order"),
         ("Date,v\n2001-01,1\n2001-02,2\n2001-04,3\n2001-05,4\n", "dates skip steps"),
-        ("Date,v\n2001-01,1\n2001-02,two\n2001-03,3\n", "'two' in value column 'v' is not a number"),
+        (
+            "Date,v\n2001-01,1\n2001-02,two\n2001-03,3\n",
+            "'two' in value column 'v' is not a number",
+        ),
         ("Date,v\n2001-01,1\n2001-02,inf\n", "not finite"),
         ("a,b\n1,2\n3\n", "line 3 has 1 values"),
         ("Date,v\n2001-01,1\nlater,2\n", "'later' in time column 'Date' is not a date"),
-        ("Date,v\n" + "".join(f"20{i // 12 + 10}-{i % 12 + 1:02d},1\n" for i in range(20)), "too few"),
+        (
+            "Date,v\n" + "".join(f"20{i // 12 + 10}-{i % 12 + 1:02d},1\n" for i in range(20)),
+            "too few",
+        ),
     ],
 )
 def test_bad_files_are_one_line_errors(tmp_path, content, message):
@@ -170,11 +181,11 @@ def test_no_target_of_a_fold_lies_in_its_training_or_validation_windows(tmp_path
             test = set(range(n - horizon * (k + 1), n - horizon * k))
             assert info["test_origin"][s] == min(test) and len(info["history"][s]) == max(test) + 1
 
-            def targets(split, s=s):
+            def targets(split, s=s, info=info):
                 origins = info[f"origin_{split}"][info[f"series_{split}"] == s]
                 return {int(o) + h for o in origins for h in range(horizon)}
 
-            def inputs(split, s=s):
+            def inputs(split, s=s, info=info):
                 origins = info[f"origin_{split}"][info[f"series_{split}"] == s]
                 return {int(o) - w for o in origins for w in range(1, window + 1)}
 
@@ -285,12 +296,23 @@ def test_any_zoo_model_wraps_in_the_scaling_saves_and_exports(tmp_path):
     np.testing.assert_allclose(runtime.predict(task.x_test).reshape(pred.shape), pred, rtol=1e-5)
 
 
+def quarterly_panel(path: Path) -> Path:
+    """Two short quarterly series in long format (cheap ETS fits)."""
+    lines = ["series,quarter,sales"]
+    for name, steps, first in (("north", 36, 2000), ("south", 30, 2001)):
+        lines += [
+            f"{name},{first + i // 4}Q{i % 4 + 1},{20 + i + 4 * (i % 4) + (i * 7) % 3}"
+            for i in range(steps)
+        ]
+    return write(path, "\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def backtest_run(tmp_path_factory):
     """A tiny two-fold backtest of a panel (zoo.train series ... folds=2)."""
     root = tmp_path_factory.mktemp("bt")
-    data = long_panel(root / "p.csv")
-    options = ["horizon=6", "window=12", "folds=2"]
+    data = quarterly_panel(root / "p.csv")
+    options = ["horizon=4", "window=8", "folds=2"]
     argv = ["series", "gru", "--data", str(data), *TINY, "--out", str(root / "run")]
     argv += [a for o in options for a in ("--task-option", o)]
     assert train.main(argv) == 0

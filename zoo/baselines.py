@@ -55,7 +55,9 @@ def ets_forms(history: np.ndarray, season: int) -> list[tuple[str | None, bool, 
     season none, additive or (positive data) multiplicative where the history holds two
     seasons. Multiplicative trends are left out, as R's `forecast::ets` leaves them out by
     default: they forecast badly (Hyndman & Athanasopoulos, FPP3, 8.6)."""
-    trends = [(None, False), ("add", False), ("add", True)] if len(history) >= 4 else [(None, False)]
+    trends = (
+        [(None, False), ("add", False), ("add", True)] if len(history) >= 4 else [(None, False)]
+    )
     seasons = [None]
     if season > 1 and len(history) >= 2 * season + 2:
         seasons += ["add", "mul"] if bool(np.all(np.asarray(history) > 0)) else ["add"]
