@@ -159,7 +159,7 @@ def versions() -> dict[str, str]:
 
 def task_facts(task: Task) -> dict:
     """The task's description worth saving with a run (short info values only)."""
-    info = {k: v for k, v in task.info.items() if not (isinstance(v, list) and len(v) > 64)}
+    info = {k: v for k, v in task.info.items() if _short(v)}
     return {
         "name": task.name,
         "output_kind": task.output_kind,
@@ -169,6 +169,16 @@ def task_facts(task: Task) -> dict:
         "samples": {s: int(len(task.split(s)[0])) for s in ("train", "val", "test")},
         "info": info,
     }
+
+
+def _short(value) -> bool:
+    """True for an info value worth a place in config.json: not an array, not a list of more
+    than 64 items or of arrays (a series task's windows and histories)."""
+    if hasattr(value, "shape"):
+        return False
+    return not (
+        isinstance(value, list) and (len(value) > 64 or any(hasattr(v, "shape") for v in value))
+    )
 
 
 def locate_run(run: str | os.PathLike) -> tuple[Path, dict]:

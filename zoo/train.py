@@ -382,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
     from zoo import distribute
-    from zoo.fit import Diverged, train, train_ensemble
+    from zoo.backtest import format_table
+    from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
     from zoo.scoring import headline
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1
@@ -394,6 +395,8 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
         f"{len(task.x_test)} test samples"
     )
     run = train_ensemble if config["ensemble"] > 1 else train
+    if backtests(config, task) > 1:
+        run = train_folds
     try:
         metrics = run(config, task, model, folder, verbose=verbose)
     except Diverged as err:
@@ -418,8 +421,18 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     print(
         f"Run folder: {folder}" if chief else "Run folder: the chief's (this worker's is removed)"
     )
+    if "folds" in metrics:
+        mean = metrics["forecast"]
+        print(f"Mean over {mean['folds']} folds (test, in the data's units):")
+        print(format_table(mean["methods"], model=config["model"]))
+    elif "forecast" in metrics:
+        print("Test, in the data's units:")
+        print(format_table(metrics["forecast"]["methods"], model=config["model"]))
+    if "forecast" in metrics and "ets" in metrics["forecast"]:
+        print(metrics["forecast"]["ets"])
+    text = "" if "folds" in metrics else f"{headline(task, metrics)}, "
     print(
-        f"{config['task']} {config['model']}: {headline(task, metrics)}, "
+        f"{config['task']} {config['model']}: {text}"
         f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s"
     )
     return 0

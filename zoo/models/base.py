@@ -58,9 +58,16 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(name: str, input_shape: Sequence[int | None], num_outputs: int, **kwargs):
-    """Build the model registered as `name`; keyword arguments that are None keep its defaults."""
+    """Build the model registered as `name`; keyword arguments that are None keep its defaults.
+    A forecasting task's per-window scaling (`preprocessing["scaling"]`) is put around it
+    (`zoo.scaling`) unless the builder scales by itself (`scales_itself = True`)."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return MODELS.get(name)(tuple(input_shape), num_outputs, **kwargs)
+    build = MODELS.get(name)
+    if "scaling" in kwargs.get("preprocessing", {}) and not getattr(build, "scales_itself", False):
+        from zoo.scaling import scaled_model  # Keras only when a model is built
+
+        return scaled_model(build, tuple(input_shape), num_outputs, **kwargs)
+    return build(tuple(input_shape), num_outputs, **kwargs)
 
 
 def model_defaults(name: str) -> dict:
