@@ -111,7 +111,8 @@ def backtest_forecasts(
     shown = min(limit, len(info["series"]))
     cols = min(shown, 2)
     rows = -(-shown // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(7 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     horizon, season = info["horizon"], info["season"]
     for i, ax in enumerate(axes.ravel()):
         if i >= shown:
@@ -137,7 +138,7 @@ def backtest_forecasts(
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) -> Path:
