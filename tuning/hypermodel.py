@@ -37,6 +37,7 @@ from zoo.models import (
     looks_ahead,
     model_hyperparameters,
     model_output_kinds,
+    own_loss,
     rnn_fcn_model,
     same_family,
 )
@@ -184,6 +185,23 @@ def candidate_models(task: Task, pattern: str | None = None) -> list[str]:
     )
 
 
+def apart_from_own_losses(models: list[str], named: bool) -> list[str]:
+    """`models`, unless some train on a loss of their own (`es_rnn`: errors of log forecasts)
+    beside others on the task's: their validation losses (the search's objective) are on other
+    scales. Then models the user did not name are left out (the default search keeps the
+    task's loss); named ones are refused in one line."""
+    own = [m for m in models if own_loss(m)]
+    if not own or len(own) == len(models):
+        return models
+    if not named:
+        return [m for m in models if m not in own]
+    raise ValueError(
+        f"--models: {', '.join(own)} train on {own_loss(own[0])}, the others on the task's loss, "
+        "so their validation losses cannot be compared: search them apart "
+        f"(--models {own[0]})"
+    )
+
+
 class ZooHyperModel(kt.HyperModel):
     """Builds, compiles and fits any registered zoo model for `task`, as keras-tuner asks.
 
@@ -233,6 +251,9 @@ class ZooHyperModel(kt.HyperModel):
         candidates = candidate_models(task, models)
         if "model" in self.fixed:
             candidates = self._fixed_models(task, candidates)
+        candidates = apart_from_own_losses(
+            candidates, named=models is not None or "model" in self.fixed
+        )
         candidates = without_duplicates(candidates)
         # model -> its bidirectional twin, where both are candidates
         self.twins = {

@@ -33,13 +33,20 @@ class Family:
         common: the hyperparameters every variant takes; a variant may expose more.
         looks_ahead: a variant's fixed settings -> why its output at a step reads later
             inputs (one phrase), or None when it does not.
-        output_kinds: the output kinds its models give.
+        output_kinds: the output kinds its models give; the first is a variant's default.
+        scales_itself: its models take a forecasting task's raw windows and do their own
+            scaling (`create_model` puts no `zoo.scaling` layers around them).
+        loss: what its models train on in place of the task's loss (a phrase), or None: the
+            task's. Their validation losses are on another scale than other models', so a
+            search does not set them against each other.
     """
 
     structure: tuple[str, ...]
     common: tuple[str, ...]
     looks_ahead: Callable[[dict], str | None]
     output_kinds: tuple[str, ...] = OUTPUT_KINDS
+    scales_itself: bool = False
+    loss: str | None = None
 
 
 def family(**declared) -> Callable:
@@ -99,6 +106,11 @@ def why_it_looks_ahead(name: str) -> str | None:
 def model_output_kinds(name: str) -> tuple[str, ...]:
     """The output kinds model `name` can give (its family's)."""
     return MODELS.get(name).output_kinds
+
+
+def own_loss(name: str) -> str | None:
+    """What model `name` trains on in place of the task's loss (its family's `loss`), or None."""
+    return MODELS.get(name).loss
 
 
 def same_family(a: str, b: str) -> bool:
@@ -260,7 +272,7 @@ def variant(builder: Callable, name: str, doc: str, *, extra: Sequence[str] = ()
         input_shape,
         num_outputs,
         *,
-        output_kind="classification",
+        output_kind=declared.output_kinds[0],
         preprocessing=None,
         stateful_batch=None,
         name=name,
@@ -287,7 +299,7 @@ def variant(builder: Callable, name: str, doc: str, *, extra: Sequence[str] = ()
         [
             params["input_shape"],
             params["num_outputs"],
-            inspect.Parameter("output_kind", keyword, default="classification"),
+            inspect.Parameter("output_kind", keyword, default=declared.output_kinds[0]),
             *(inspect.Parameter(k, keyword, default=v) for k, v in defaults.items()),
             inspect.Parameter("preprocessing", keyword, default=None),
             inspect.Parameter("stateful_batch", keyword, default=None),
@@ -300,4 +312,6 @@ def variant(builder: Callable, name: str, doc: str, *, extra: Sequence[str] = ()
     build.structure = structure
     build.ahead = declared.looks_ahead(structure)
     build.output_kinds = declared.output_kinds
+    build.scales_itself = declared.scales_itself
+    build.loss = declared.loss
     MODELS.register(build, name=name)
