@@ -59,6 +59,11 @@ def test_builds_for_every_output_kind(name, kind):
 @pytest.mark.parametrize("name", list_models())
 def test_takes_any_sequence_length(name):
     model = create_model(name, (STEPS, FEATURES), OUTPUTS, **small(name))
+    if name == "es_rnn":  # its smoothing runs over a whole window of fixed length
+        assert model.input_shape[1] == STEPS
+        with pytest.raises(ValueError, match="fixed number of steps"):
+            create_model(name, (None, FEATURES), OUTPUTS, **small(name))
+        return
     if model.input_shape[1] is not None:  # the dimension shuffle reads a whole window
         assert model.input_shape[1] == STEPS and "shuffle" in model_hyperparameters(name)
         model = create_model(name, (STEPS, FEATURES), OUTPUTS, shuffle=False, **small(name))
@@ -67,9 +72,11 @@ def test_takes_any_sequence_length(name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_training_steps_lower_the_loss_on_a_fixed_batch(name):
+    kind = model_output_kinds(name)[0]  # a variant's default: es_rnn forecasts (regression)
     model = create_model(name, (STEPS, FEATURES), OUTPUTS, **small(name))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    x, y = _batch("classification", 32)
+    loss = "mse" if kind == "regression" else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    x, y = _batch(kind, 32)
     before = model.evaluate(x, y, verbose=0)
     for _ in range(10):
         model.train_on_batch(x, y)

@@ -53,6 +53,22 @@ def tiny_count_ones():
     return get_task("count_ones", length=6, train_size=40, val_size=8)
 
 
+def tiny_series(folder: Path):
+    """A monthly series of 5 years, forecast 6 months ahead."""
+    rows = [f"{2000 + i // 12}-{i % 12 + 1:02d},{20 + i + 5 * (i % 12 == 6)}" for i in range(60)]
+    (folder / "s.csv").write_text("month,value\n" + "\n".join(rows) + "\n")
+    return get_task("series", data=folder / "s.csv", horizon=6)
+
+
+def test_es_rnn_is_searched_apart_from_models_on_the_tasks_loss(tmp_path):
+    task = tiny_series(tmp_path)
+    assert "es_rnn" not in ZooHyperModel(task).models  # the default search: the task's loss
+    assert ZooHyperModel(task, models="es_rnn").models == ["es_rnn"]
+    with pytest.raises(ValueError, match="search them apart") as err:
+        ZooHyperModel(task, models="lstm,es_rnn")
+    assert "\n" not in str(err.value)
+
+
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -93,16 +109,18 @@ def assert_no_trial_ran_twice(project: Path, trials: int) -> dict:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_hypermodel_builds_each_registered_model(name):
+def test_hypermodel_builds_each_registered_model(name, tmp_path):
     fixed = {"model": [name], "units": [8]}
     fixed |= {k: [4] for k in ("filters",) if k in model_hyperparameters(name)}  # fast
-    hypermodel = ZooHyperModel(tiny_count_ones(), fixed=fixed)
+    task = tiny_count_ones() if name != "es_rnn" else tiny_series(tmp_path)  # it forecasts
+    hypermodel = ZooHyperModel(task, fixed=fixed)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert model.name == name and hp.values["model"] == name
-    assert model.output_shape == (None, 7) and model.optimizer is not None  # compiled
+    assert model.output_shape == (None, task.num_outputs) and model.optimizer is not None
     specific = {"conv_lstm": {"conv_layers", "filters", "kernel_size"}}
     specific["attention_lstm"] = {"attention_size"}
+    specific["es_rnn"] = {"trend"}
     fcn = {"filters", "kernel_size", "squeeze_excite", "shuffle"}
     specific |= {"gru_fcn": fcn, "lstm_fcn": fcn | {"attention"}, "mlstm_fcn": fcn | {"attention"}}
     assert set(hp.values) - COMMON == specific.get(name, set())

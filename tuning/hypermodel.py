@@ -16,6 +16,9 @@ replays as, so the best trial's values become a `--hparams` file (`training_conf
 - the RNN-FCN family (`lstm_fcn`, `gru_fcn`): `units`, `dropout`, `filters`, `kernel_size`,
   `squeeze_excite`, `shuffle` and `attention` with the family's own ranges (`fcn_space`), in a
   conditional scope of its models apart from the recurrent family's.
+- `es_rnn`: `units`, `depth`, `dropout`, `recurrent_dropout` with its own small ranges and
+  `trend` (`esrnn_space`); it trains on its own loss, so it is searched apart from the others
+  (`apart_from_own_losses`).
 - `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_model`) and `batch_size`
   (fit).
 
@@ -33,6 +36,7 @@ from zoo.fit import compile_model, fit_callbacks, validation_data
 from zoo.models import (
     MODELS,
     create_model,
+    es_rnn_model,
     list_models,
     looks_ahead,
     model_hyperparameters,
@@ -83,7 +87,21 @@ def fcn_space(window: int | None, masked: bool) -> dict:
     }
 
 
-FAMILY_SPACES = {rnn_fcn_model: fcn_space}
+def esrnn_space(window: int | None, masked: bool) -> dict:
+    """es_rnn's own ranges: small networks (Smyl's LSTMs are 30-50 wide, a correction of the ES
+    forecast), one or two layers, and the damped trend in the smoothing on or off."""
+    return {
+        "units": lambda hp: hp.Choice("units", [8, 16, 32, 64], default=16),
+        "depth": lambda hp: hp.Int("depth", 1, 2, default=1),
+        "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3], default=0.0),
+        "recurrent_dropout": lambda hp: hp.Choice(
+            "recurrent_dropout", [0.0, 0.1, 0.2, 0.3], default=0.0
+        ),
+        "trend": lambda hp: hp.Boolean("trend", default=False),
+    }
+
+
+FAMILY_SPACES = {rnn_fcn_model: fcn_space, es_rnn_model: esrnn_space}
 # The switch between a model and its bidirectional twin (see `bidirectional_twin`).
 DIRECTION_SPACE = {"bidirectional": lambda hp: hp.Boolean("bidirectional", default=False)}
 # Training hyperparameters; batch_size's choices also hold the task's own, its default.
@@ -93,7 +111,9 @@ TRAINING_SPACE = {
 }
 BATCH_SIZES = (16, 32, 64, 128)
 EXECUTION_SEED_STEP = 1000  # execution K of a trial builds its model with seed + 1000*K
-MODEL_NAMES = tuple(dict.fromkeys([*MODEL_SPACE, *fcn_space(None, False)]))
+MODEL_NAMES = tuple(
+    dict.fromkeys([*MODEL_SPACE, *fcn_space(None, False), *esrnn_space(None, False)])
+)
 NAMES = ("model", *DIRECTION_SPACE, *MODEL_NAMES, *TRAINING_SPACE, "batch_size")
 
 
