@@ -3,6 +3,7 @@ training run across the series of one file, save/load and export."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from zoo import create_model, get_task, train
+from zoo import forecast as forecast_cli
 from zoo.export import convert_model, open_runtime
 from zoo.runs import load_model, save_model
 from zoo.smoothing import ExponentialSmoothing, seasonal_start, smooth, window_shift
@@ -117,8 +119,13 @@ def test_a_tiny_run_across_a_files_series_saves_reloads_and_exports(tmp_path):
     save_model(model, tmp_path / "again.keras")
     again = keras.models.load_model(tmp_path / "again.keras")
     np.testing.assert_allclose(again.predict(task.x_test, verbose=0), pred, rtol=1e-6)
-    for fmt in ("tflite", "saved_model"):
-        path = tmp_path / ("model.tflite" if fmt == "tflite" else "sm")
+    formats = ["tflite", "saved_model"]
+    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnxruntime"):
+        formats.append("onnx")
+    for fmt in formats:
+        path = tmp_path / {"tflite": "model.tflite", "saved_model": "sm", "onnx": "m.onnx"}[fmt]
         convert_model(model, fmt, path, task.input_shape)
         got = open_runtime(fmt, path).predict(task.x_test).reshape(pred.shape)
         np.testing.assert_allclose(got, pred, rtol=1e-4, atol=1e-4)
+    assert forecast_cli.main([str(out), "--out", str(tmp_path / "fc")]) == 0
+    assert (tmp_path / "fc" / "forecast.png").is_file()
