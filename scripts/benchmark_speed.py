@@ -346,18 +346,19 @@ def set_tf_threads(threads: int) -> None:
 @contextlib.contextmanager
 def layers_as(lstm=None, gru=None):
     """Build zoo models with `lstm` as every LSTM layer and `gru` as every GRU layer,
-    bidirectional or not (None: as the registry builds them)."""
-    import zoo.models
+    bidirectional or not (None: as the registry builds them). Every family builds its
+    recurrent layers through `zoo.models.recurrent.layer_class`."""
+    from zoo.models import recurrent
 
-    saved = zoo.models.layer_class
+    saved = recurrent.layer_class
     chosen = {"lstm": lstm, "gru": gru}
-    zoo.models.layer_class = lambda cell, bidirectional: (
+    recurrent.layer_class = lambda cell, bidirectional: (
         chosen.get(cell) or saved(cell, bidirectional)
     )
     try:
         yield
     finally:
-        zoo.models.layer_class = saved
+        recurrent.layer_class = saved
 
 
 @contextlib.contextmanager

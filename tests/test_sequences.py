@@ -129,15 +129,16 @@ def write_csv(path: Path, steps: int = 300, header: bool = True) -> Path:
 
 
 def test_series_task_from_csv_and_npz(tmp_path):
+    # since issue 25 each column is a series of a panel (one model across them), tested on its
+    # last `horizon` steps, in data units; the model scales each window (zoo.scaling)
     task = get_task("series", data=write_csv(tmp_path / "s.csv"), window=12, horizon=3)
-    assert task.input_shape == (12, 2) and task.num_outputs == 6
-    assert task.info["channels"] == ["a", "b"] and task.info["split_steps"] == [210, 45, 45]
-    assert abs(task.x_train.mean()) < 0.05  # standardised with the training segment
-    # targets are the next values, step-major: step 1 of window i is the last input of window i+1
-    y = task.y_train.reshape(len(task.y_train), 3, 2)
-    np.testing.assert_allclose(y[:-1, 0], task.x_train[1:, -1], atol=1e-6)
+    assert task.input_shape == (12, 1) and task.num_outputs == 3
+    assert task.info["series"] == ["a", "b"] and task.info["test_origin"] == [297, 297]
+    # targets are the next values: step 1 of window i is the last input of window i+1
+    a = task.info["series_train"] == 0
+    np.testing.assert_allclose(task.y_train[a][:-1, 0], task.x_train[a][1:, -1, 0], atol=1e-6)
     target = get_task("series", data=write_csv(tmp_path / "n.csv", header=False), target=1)
-    assert target.num_outputs == 1 and target.info["channels"] == ["0", "1"]
+    assert target.num_outputs == 1 and target.info["series"] == ["1"]
     np.savez(tmp_path / "s.npz", series=np.sin(np.arange(200) / 5))
     one = get_task("series", data=tmp_path / "s.npz", window=8, horizon=2)
     assert one.input_shape == (8, 1) and one.y_test.shape[1] == 2
@@ -146,20 +147,22 @@ def test_series_task_from_csv_and_npz(tmp_path):
 def test_forecast_on_a_series_run(tmp_path):
     data = write_csv(tmp_path / "s.csv")
     args = ["series", "rnn", "--data", str(data), "--task-option", "window=8"]
+    args += ["--task-option", "horizon=4"]
     assert train.main([*args, *TINY, "--out", str(tmp_path / "run")]) == 0
-    assert forecast_cli.main([str(tmp_path / "run"), "--horizon", "4"]) == 0
+    assert forecast_cli.main([str(tmp_path / "run")]) == 0
     table = json.loads((tmp_path / "run" / "forecast.json").read_text())
-    assert table["units"] == "standardised" and len(table["persistence_mse"]) == 4
-    assert generate_cli.main([str(tmp_path / "run"), "--steps", "10", "--seed-series", "test"]) == 0
+    assert table["folds"][0]["horizon"] == 4 and "seasonal_naive" in table["folds"][0]["methods"]
+    argv = [str(tmp_path / "run"), "--steps", "4", "--seed-series", "test"]
+    assert generate_cli.main(argv) == 0
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("a,b\n1,2\n3,nan\n" + "1,2\n" * 300, "non-finite"),
-        ("a\n" + "1\n" * 30, "too few"),
+        ("a,b\n1,2\n3,nan\n" + "1,2\n" * 300, "missing values"),
+        ("a\n" + "1\n" * 4, "too few"),
         ("a,b\n1,2\n3\n", "line 3 has 1 values"),
-        ("a\n1\nx\n", "not all numbers"),
+        ("a\n1\nx\n", "'x' in value column 'a' is not a number"),
     ],
 )
 def test_series_refuses_bad_files(tmp_path, content, message):
@@ -169,7 +172,7 @@ def test_series_refuses_bad_files(tmp_path, content, message):
 
 
 def test_series_refuses_a_horizon_longer_than_the_series(tmp_path):
-    with pytest.raises(ValueError, match="not shorter than the series"):
+    with pytest.raises(ValueError, match="needs at least 101"):
         get_task("series", data=write_csv(tmp_path / "s.csv", steps=100), horizon=100)
 
 

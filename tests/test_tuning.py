@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import pytest
 
 from tuning import distributed, report
@@ -25,6 +26,7 @@ from tuning.search import parse_fixed
 from tuning.tuners import TUNERS
 from zoo import get_task, list_models, looks_ahead
 from zoo import train as train_cli
+from zoo.models import model_hyperparameters
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--task-option length=6 --task-option train_size=40 --task-option val_size=8".split()
@@ -49,6 +51,22 @@ def _local(monkeypatch):
 
 def tiny_count_ones():
     return get_task("count_ones", length=6, train_size=40, val_size=8)
+
+
+def tiny_series(folder: Path):
+    """A monthly series of 5 years, forecast 6 months ahead."""
+    rows = [f"{2000 + i // 12}-{i % 12 + 1:02d},{20 + i + 5 * (i % 12 == 6)}" for i in range(60)]
+    (folder / "s.csv").write_text("month,value\n" + "\n".join(rows) + "\n")
+    return get_task("series", data=folder / "s.csv", horizon=6)
+
+
+def test_es_rnn_is_searched_apart_from_models_on_the_tasks_loss(tmp_path):
+    task = tiny_series(tmp_path)
+    assert "es_rnn" not in ZooHyperModel(task).models  # the default search: the task's loss
+    assert ZooHyperModel(task, models="es_rnn").models == ["es_rnn"]
+    with pytest.raises(ValueError, match="search them apart") as err:
+        ZooHyperModel(task, models="lstm,es_rnn")
+    assert "\n" not in str(err.value)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -91,15 +109,22 @@ def assert_no_trial_ran_twice(project: Path, trials: int) -> dict:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_hypermodel_builds_each_registered_model(name):
-    hypermodel = ZooHyperModel(tiny_count_ones(), fixed={"model": [name], "units": [8]})
+def test_hypermodel_builds_each_registered_model(name, tmp_path):
+    fixed = {"model": [name], "units": [8]}
+    fixed |= {k: [4] for k in ("filters",) if k in model_hyperparameters(name)}  # fast
+    task = tiny_count_ones() if name != "es_rnn" else tiny_series(tmp_path)  # it forecasts
+    hypermodel = ZooHyperModel(task, fixed=fixed)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert model.name == name and hp.values["model"] == name
-    assert model.output_shape == (None, 7) and model.optimizer is not None  # compiled
+    assert model.output_shape == (None, task.num_outputs) and model.optimizer is not None
     specific = {"conv_lstm": {"conv_layers", "filters", "kernel_size"}}
     specific["attention_lstm"] = {"attention_size"}
+    specific["es_rnn"] = {"trend"}
+    fcn = {"filters", "kernel_size", "squeeze_excite", "shuffle"}
+    specific |= {"gru_fcn": fcn, "lstm_fcn": fcn | {"attention"}, "mlstm_fcn": fcn | {"attention"}}
     assert set(hp.values) - COMMON == specific.get(name, set())
+    assert set(hp.values) - set(model_hyperparameters(name)) <= COMMON
 
 
 def test_bidirectional_switch_builds_the_twin_and_replays_as_it():
@@ -133,6 +158,57 @@ def test_fix_and_models_narrow_the_space():
     narrow.build(hp)
     # no conditional or bidirectional entries for models not in play
     assert {p.name for p in hp.space} == COMMON | {"batch_size"}
+
+
+def test_the_rnn_fcn_family_has_its_own_scope_and_no_duplicate_points():
+    hypermodel = ZooHyperModel(tiny_count_ones(), models="lstm,gru,*_fcn")
+    assert hypermodel.models == ["gru", "gru_fcn", "lstm", "lstm_fcn"]  # mlstm_fcn: lstm_fcn +SE
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    by_name = {}
+    for p in hp.space:
+        by_name.setdefault(p.name, []).append(p)
+    scopes = {
+        n: sorted(tuple(c.values) for p in ps for c in p.conditions) for n, ps in by_name.items()
+    }
+    assert scopes["units"] == [("gru", "lstm"), ("gru_fcn", "lstm_fcn")]  # a range each family
+    assert [list(p.values) for p in by_name["units"] if p.conditions[0].values == ["gru_fcn", "lstm_fcn"]] == [[8, 32, 64, 128]]  # fmt: skip
+    assert scopes["depth"] == [("gru", "lstm")] and scopes["attention"] == [("lstm_fcn",)]
+    assert scopes["squeeze_excite"] == scopes["shuffle"] == [("gru_fcn", "lstm_fcn")]
+    assert [list(p.values) for p in by_name["kernel_size"]] == [[3, 5]]  # windows of 6 steps
+    assert scopes["l2"] == []  # every candidate takes it with one range
+    hp = kt.HyperParameters()
+    hp.values |= {"model": "lstm_fcn", "squeeze_excite": True, "attention": True, "filters": 4}
+    assert hypermodel.build(hp).get_layer("squeeze_excite_1") is not None
+    config = training_config(hp.values | {"batch_size": 8}, epochs=3, patience=2, seed=0)
+    assert config["model"] == "lstm_fcn" and config["attention"] is True and "depth" not in config
+    assert set(config) - {"model", "epochs", "patience", "seed", "optimizer", "learning_rate",
+                          "batch_size"} == set(model_hyperparameters("lstm_fcn"))  # fmt: skip
+
+
+def test_a_padded_task_searches_the_rnn_fcn_models_without_the_shuffle(tmp_path):
+    x = np.random.default_rng(0).normal(size=(24, 8, 2)).astype("float32")
+    lengths = np.arange(24) % 5 + 4  # 4 to 8 real steps, zero padding after them
+    y = np.arange(24) % 2
+    np.savez(tmp_path / "var.npz", X_train=x, X_train_lengths=lengths, y_train=y,
+             X_test=x[:4], X_test_lengths=lengths[:4], y_test=y[:4])  # fmt: skip
+    task = get_task("npz", data=tmp_path / "var.npz")
+    assert task.preprocessing["mask"]
+    hypermodel = ZooHyperModel(task, models="gru_fcn", fixed={"units": [4], "filters": [4]})
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    assert hp.values["shuffle"] is False
+
+
+def test_models_that_cannot_serve_the_task_are_left_out_with_the_reason():
+    short = get_task("count_ones", length=2, train_size=3, val_size=1)
+    assert ZooHyperModel(short, models="lstm,lstm_fcn").models == ["lstm"]
+    with pytest.raises(ValueError, match="need windows of at least 3 steps") as err:
+        ZooHyperModel(short, models="*_fcn")
+    assert "\n" not in str(err.value)
+    echo = get_task("echo", series_length=600)  # a label a step
+    with pytest.raises(ValueError, match="give one output a window, and task 'echo' wants"):
+        ZooHyperModel(echo, models="*_fcn")
 
 
 def test_causal_task_leaves_out_models_that_look_ahead():

@@ -34,6 +34,8 @@ def __getattr__(name: str):
 
         backend.load()
         importlib.import_module("zoo.layers")  # registers the zoo's layers for load_model
+        importlib.import_module("zoo.scaling")
+        importlib.import_module("zoo.smoothing")
         importlib.import_module("zoo.fused")
     module = importlib.import_module(_EXPORTS[name])
     return getattr(module, name)

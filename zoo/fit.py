@@ -18,9 +18,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoo import backend, distribute, files, runs
+from zoo import backend, backtest, distribute, files, runs
 from zoo.buckets import EpochBatches, LengthBatches
-from zoo.config import JIT_CHOICES, LR_SCHEDULES, MEMBER_SEED_STEP, OPTIMIZERS, model_settings
+from zoo.config import (
+    JIT_CHOICES,
+    LR_SCHEDULES,
+    MEMBER_SEED_STEP,
+    OPTIMIZERS,
+    load_task,
+    model_settings,
+)
 from zoo.fused import fused_path_available
 from zoo.scoring import headline, headline_metrics, score
 from zoo.tasks.base import Task
@@ -511,6 +518,60 @@ def train_ensemble(
             interrupted=len(members) < count,
             members=reports,
         )
+
+
+def backtests(config: dict, task: Task) -> int:
+    """How many folds a run trains: the series task's `folds`, unless the options name one
+    `fold` (then that fold alone); 1 for every other task."""
+    if "fold" in config.get("task_options", {}):
+        return 1
+    return int(task.info.get("folds", 1)) if "history" in task.info else 1
+
+
+def train_folds(
+    config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1
+) -> dict:
+    """A rolling-origin backtest (`--task-option folds=K`): fold k (0 = the last horizon) is a
+    run of its own in fold-k/, trained on its task (`fold=k`) from the same seed, alone or as
+    an ensemble; then metrics.json holds each fold's forecast report and their mean
+    ("forecast": the mean, as `zoo.backtest.mean_over_folds`)."""
+    count = backtests(config, task)
+    runs.write_config(folder, config, task, model.count_params())
+    options = config.get("task_options", {})
+    reports, facts = [], []
+    for k in range(count):
+        if k > 0:
+            task = load_task(config["task"], config.get("data"), {**options, "fold": k})
+            keras.utils.set_random_seed(config["seed"])
+            model = build_model(config, task)
+        (folder / f"fold-{k}").mkdir()
+        member = {**config, "task_options": {**options, "fold": k}}
+        run = train_ensemble if config["ensemble"] > 1 else train
+        metrics = run(member, task, model, folder / f"fold-{k}", verbose)
+        report = metrics["forecast"]
+        reports.append(report)
+        facts.append(
+            {
+                "fold": k,
+                "test_start": report["test_start"][:3],
+                "epochs_run": metrics["epochs_run"],
+                "train_seconds": metrics["train_seconds"],
+            }
+        )
+        print(f"fold {k} ({count} folds): test {backtest.headline(report)}")
+        if metrics["interrupted"]:
+            break
+    slim = [{k: v for k, v in r.items() if k != "forecasts"} for r in reports]
+    metrics = {
+        "forecast": backtest.mean_over_folds(reports),
+        "folds": slim,
+        "runs": facts,
+        "epochs_run": sum(f["epochs_run"] for f in facts),
+        "train_seconds": round(sum(f["train_seconds"] for f in facts), 1),
+        "interrupted": len(reports) < count,
+    }
+    runs.write_metrics(folder, metrics)
+    return metrics
 
 
 @contextlib.contextmanager

@@ -1,6 +1,11 @@
-"""`python -m zoo.forecast RUN [RUN ...] --horizon H`: multi-step forecasts scored per step.
+"""`python -m zoo.forecast RUN [RUN ...]`: a run's forecasts, scored and plotted.
 
-A run that predicts one step is forecast recursively (each forecast is fed back as the next
+A `series` run (or a backtest's folder, `--task-option folds=K`) is scored as forecasters do:
+its test forecasts, in the data's units, against naive, seasonal-naive, drift and ETS on the
+same series and origins (`zoo.backtest`), fold by fold and on average; forecast.json and
+forecast.png (history, test period, forecasts) go to the first run's folder.
+
+For sine and random_walk runs, `--horizon H` (default 10) sets the steps ahead: a run that predicts one step is forecast recursively (each forecast is fed back as the next
 input); a run that predicts H steps at once (random_walk or series with `horizon=H`) forecasts
 directly. Every horizon step's test MSE is set against the persistence forecast (the last value
 held), and written to forecast.json with a plot, forecast_horizon.png, in the first run's folder.
@@ -151,6 +156,8 @@ def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts need")
                 f"task {name!r} of {run} has other targets"
             )
         fc = forecaster(load_model(model_path))
+    elif name == "series":  # one value a step, whatever the input channels
+        fc = forecaster(load_model(model_path), channels=1)
     elif name in WINDOW_TASKS:
         targets = task.info.get("targets", range(task.input_shape[1]))
         fc = forecaster(
@@ -174,6 +181,10 @@ def horizon_windows(config: dict, task, horizon: int, data=None):
     from zoo.runs import run_task
 
     hp = config["hyperparameters"]
+    if hp["task"] == "series":  # its test windows and targets: the run's own horizon only
+        check_series_horizon(task, horizon)
+        x, y = task.x_test, task.y_test
+        return x, y[..., None], np.repeat(x[:, -1:, :1], horizon, axis=1)
     if hp["task"] == "sine":
         from zoo.tasks.synthetic import sine_curve
 
@@ -196,6 +207,93 @@ def horizon_windows(config: dict, task, horizon: int, data=None):
         future = y.reshape(len(y), horizon, len(targets))
     persistence = np.repeat(x[:, -1:, targets], horizon, axis=1)
     return x, future, persistence
+
+
+def check_series_horizon(task, horizon: int | None) -> None:
+    """A series run is tested on the last `horizon` steps it was trained to forecast: another
+    horizon would move its test period into its training data."""
+    if horizon is not None and horizon != task.info["horizon"]:
+        raise ValueError(
+            f"a series run forecasts the horizon it was trained for ({task.info['horizon']}), "
+            f"tested on the last {task.info['horizon']} steps; drop --horizon {horizon} or "
+            f"train with --task-option horizon={horizon}"
+        )
+
+
+def run_config(run: str | os.PathLike) -> dict:
+    """The config.json of a run folder (or of the folder of a .keras file); {} if none."""
+    import json
+
+    path = Path(run)
+    folder = path if path.is_dir() else path.parent
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_folds(run: str | os.PathLike) -> list[Path]:
+    """The fold runs of a backtest's folder (fold-0/, fold-1/, ... with a model each), else
+    [run]."""
+    path = Path(run)
+    folds = [p for p in path.glob("fold-*") if (p / "model.keras").is_file()]
+    return sorted(folds, key=lambda p: int(p.name.split("-")[1])) or [path]
+
+
+def score_series(runs: list, horizon: int | None = None, data=None) -> dict:
+    """Every run's test forecasts (series runs, or backtests of the same folds) beside the
+    baselines, fold by fold: {"task", "runs", "folds": [report], "mean": ...}; each report as
+    `zoo.backtest.report` (with every method's forecasts), the models labelled by name."""
+    from zoo import backtest
+    from zoo.scoring import predict
+
+    folds = [run_folds(run) for run in runs]
+    if len({len(f) for f in folds}) != 1:
+        counts = ", ".join(f"{run}: {len(f)}" for run, f in zip(runs, folds, strict=True))
+        raise ValueError(f"runs of one backtest only (the same folds); folds: {counts}")
+    names = [run_config(f[0]).get("hyperparameters", {}).get("model", "model") for f in folds]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({Path(r).name})" for n, r in zip(names, runs, strict=True)]
+    reports = []
+    for k in range(len(folds[0])):
+        opened = [open_run(f[k], data) for f in folds]
+        _, task, config = opened[0]
+        key = _task_key(config)
+        for run, (_, _, other) in zip(runs[1:], opened[1:], strict=False):
+            if _task_key(other) != key:
+                raise ValueError(
+                    f"runs of one task only: {run} is {_task_key(other)}, {runs[0]} is {key}"
+                )
+        check_series_horizon(task, horizon)
+        predicted = {
+            name: predict(fc.model, task.x_test)
+            for name, (fc, _, _) in zip(names, opened, strict=True)
+        }
+        report, _ = backtest.report(task.info, task.y_test, predicted)
+        report["info"] = task.info  # for the plot; not written
+        reports.append(report)
+    table = {"task": "series", "runs": [str(r) for r in runs], "models": names, "folds": reports}
+    if len(reports) > 1:
+        table["mean"] = backtest.mean_over_folds(reports)
+    return table
+
+
+def format_series(table: dict) -> str:
+    """Each fold's table (and the mean's), the models first."""
+    from zoo.backtest import format_table
+
+    lines = []
+    for report in table["folds"]:
+        start = report["test_start"][0]
+        when = f"test from {start}" if start else "test: the last steps"
+        more = f" (first of {report['series']} series)" if report["series"] > 1 and start else ""
+        lines.append(f"fold {report['fold']}, {when}{more}, horizon {report['horizon']}:")
+        lines.append(format_table(report["methods"]))
+    if "mean" in table:
+        lines.append(f"mean over {table['mean']['folds']} folds:")
+        lines.append(format_table(table["mean"]["methods"]))
+    note = table["folds"][0].get("ets")
+    return "\n".join([*lines, *([note] if note else [])])
 
 
 def step_mse(forecasts: np.ndarray, future: np.ndarray) -> list[float]:
@@ -279,7 +377,12 @@ def build_parser() -> Parser:
     p.add_argument(
         "runs", nargs="+", metavar="RUN", help="run folders (or .keras files) of one task"
     )
-    p.add_argument("--horizon", type=positive_int, default=10, help="steps ahead to forecast")
+    p.add_argument(
+        "--horizon",
+        type=positive_int,
+        help="steps ahead to forecast (sine, random_walk: default 10; a series run forecasts "
+        "the horizon it was trained for)",
+    )
     p.add_argument("--out", help="folder for forecast.json and the plot (default: the first RUN)")
     p.add_argument("--data", help="data file, if it moved since training")
     return p
@@ -289,25 +392,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from zoo.registry import UnknownNameError
+    from zoo.tasks.base import DataError
 
+    series = run_config(args.runs[0]).get("hyperparameters", {}).get("task") == "series"
     try:
-        table = score(args.runs, args.horizon, args.data)
-    except (UnknownNameError, ValueError, KeyError) as err:
+        if series:
+            table = score_series(args.runs, args.horizon, args.data)
+        else:
+            table = score(args.runs, args.horizon or 10, args.data)
+    except (UnknownNameError, DataError, ValueError, KeyError) as err:
         parser.error(str(err))
+    if series:
+        return write_series(table, output_folder(args.runs[0], args.out))
     from zoo import plots
-    from zoo.files import atomic_path, write_json
+    from zoo.files import write_json
 
     folder = output_folder(args.runs[0], args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "forecast_horizon.png") as tmp:
-        curves = {"persistence": table["persistence_mse"]}
-        curves.update(
-            {f"{f['method']} ({Path(f['run']).name})": f["mse"] for f in table["forecasts"]}
-        )
-        plots.horizon_mse(curves, tmp, title=f"{table['task']}: test MSE by horizon step")
+    curves = {"persistence": table["persistence_mse"]}
+    curves.update({f"{f['method']} ({Path(f['run']).name})": f["mse"] for f in table["forecasts"]})
+    title = f"{table['task']}: test MSE by horizon step"
+    plots.horizon_mse(curves, folder / "forecast_horizon.png", title=title)
     write_json(folder / "forecast.json", table)
     print(format_table(table))
     print(f"Wrote {folder / 'forecast.json'} and {folder / 'forecast_horizon.png'}")
+    return 0
+
+
+def write_series(table: dict, folder: Path) -> int:
+    """forecast.json and forecast.png (the last fold's forecasts) in `folder`; the tables
+    printed."""
+    from zoo import plots
+    from zoo.files import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    last = table["folds"][0]
+    info = last.pop("info")
+    for report in table["folds"][1:]:
+        report.pop("info")
+    forecasts = {k: np.asarray(v) for k, v in last["forecasts"].items()}
+    label = " / ".join(table["models"])
+    title = f"{label}: test forecasts, fold 0"
+    plots.backtest_forecasts(info, forecasts, folder / "forecast.png", title=title)
+    write_json(folder / "forecast.json", table)
+    print(format_series(table))
+    print(f"Wrote {folder / 'forecast.json'} and {folder / 'forecast.png'}")
     return 0
 
 

@@ -92,6 +92,54 @@ def series_forecast(
     return save(fig, path)
 
 
+STYLES = {  # method -> matplotlib style of its forecast line
+    "model": dict(color="C3", lw=2.0, marker="o", ms=3),
+    "naive": dict(color="0.55", lw=1.0, ls=":"),
+    "seasonal_naive": dict(color="C0", lw=1.0, ls="--"),
+    "drift": dict(color="C2", lw=1.0, ls="-."),
+    "ets": dict(color="C1", lw=1.2, ls="--"),
+}
+
+
+def backtest_forecasts(
+    info: dict, forecasts: dict, path: Path, model: str = "model", limit: int = 6, title=""
+) -> Path:
+    """Forecasts in data units, one panel a series (the first `limit`): the recent history,
+    the test period, the model's forecast and each baseline's. `info` is a series task's
+    (`zoo.tasks.series`), `forecasts` {method: (series, horizon)} with "model" first."""
+    shown = min(limit, len(info["series"]))
+    cols = min(shown, 2)
+    rows = -(-shown // cols)
+    fig = Figure(figsize=(7 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    horizon, season = info["horizon"], info["season"]
+    for i, ax in enumerate(axes.ravel()):
+        if i >= shown:
+            ax.axis("off")
+            continue
+        history, origin = np.asarray(info["history"][i]), info["test_origin"][i]
+        dates = info["dates"][i]
+        x = np.asarray(dates) if dates is not None else np.arange(len(history))
+        start = max(0, origin - max(4 * horizon, 3 * season, info["window"]))
+        ax.plot(x[start : origin + 1], history[start : origin + 1], "k-", lw=1.2, label="history")
+        ax.plot(x[origin:], history[origin:], "k-", lw=2.2, alpha=0.35, label="actual (test)")
+        ax.axvspan(x[origin], x[-1], color="0.9", zorder=0)
+        models = [m for m in forecasts if m not in STYLES or m == "model"]
+        for method, values in forecasts.items():
+            style = STYLES.get(method) if method not in models else dict(STYLES["model"])
+            if method in models and models.index(method):  # further models: further colours
+                style["color"] = f"C{3 + models.index(method)}"
+            label = model if method == "model" else method.replace("_", "-")
+            ax.plot(x[origin:], np.asarray(values)[i], label=label, **style)
+        ax.set_title(f"{info['series'][i]} (test from {info['test_start'][i] or f'step {origin}'})")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)
+
+
 def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) -> Path:
     """Input, target and predicted bits of a few echo windows as bars, row by row."""
     fig, axes = figure(nrows=windows, ncols=3, figsize=(12, 1.6 * windows))
@@ -132,6 +180,9 @@ def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
         )
     elif task.output_kind == "sequence_regression":
         sequence_forecast(x[sample], y[sample], y_pred, folder / "forecast.png")
+    elif "forecasts" in metrics.get("forecast", {}):  # a forecasting task: in data units
+        forecasts = {k: np.asarray(v) for k, v in metrics["forecast"]["forecasts"].items()}
+        backtest_forecasts(task.info, forecasts, folder / "forecast.png", model=model.name)
     else:
         anchor = np.asarray(task.info.get("test_anchor", np.zeros(len(x))))[sample]
         series_forecast(

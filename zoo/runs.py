@@ -89,7 +89,7 @@ def versions() -> dict[str, str]:
 
 def task_facts(task: Task) -> dict:
     """The task's description worth saving with a run (short info values only)."""
-    info = {k: v for k, v in task.info.items() if not (isinstance(v, list) and len(v) > 64)}
+    info = {k: v for k, v in task.info.items() if _short(v)}
     return {
         "name": task.name,
         "output_kind": task.output_kind,
@@ -99,6 +99,16 @@ def task_facts(task: Task) -> dict:
         "samples": {s: int(len(task.split(s)[0])) for s in ("train", "val", "test")},
         "info": info,
     }
+
+
+def _short(value) -> bool:
+    """True for an info value worth a place in config.json: not an array, not a list of more
+    than 64 items or of arrays (a series task's windows and histories)."""
+    if hasattr(value, "shape"):
+        return False
+    return not (
+        isinstance(value, list) and (len(value) > 64 or any(hasattr(v, "shape") for v in value))
+    )
 
 
 def locate_run(run: str | os.PathLike) -> tuple[Path, dict]:
@@ -134,6 +144,8 @@ def load_model(path: str | os.PathLike):
 
     import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)
     import zoo.layers  # noqa: F401
+    import zoo.scaling  # noqa: F401
+    import zoo.smoothing  # noqa: F401
     from zoo.fit import use_xla
 
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found"

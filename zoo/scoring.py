@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zoo import backtest
 from zoo.tasks.base import Task
 
 
@@ -56,6 +57,8 @@ def score(model, task: Task, split: str = "test") -> dict:
         if baseline is not None:
             result["persistence_mse"] = baseline
             result["mse_to_persistence"] = result["mse"] / baseline
+        if split == "test" and "history" in task.info:  # a forecasting task: its own report
+            result["forecast"] = backtest.report(task.info, y, y_pred)[0]
     return result
 
 
@@ -71,6 +74,8 @@ def headline(task: Task, metrics: dict, split: str = "test") -> str:
             f"{split} accuracy {metrics['accuracy']:.4f} "
             f"({metrics['errors']} errors in {metrics['targets']})"
         )
+    if "forecast" in metrics:
+        return f"{split} {backtest.headline(metrics['forecast'])}"
     text = f"{split} MSE {metrics['mse']:.5f}"
     if "persistence_mse" in metrics:
         text += f" (persistence baseline {metrics['persistence_mse']:.5f})"

@@ -12,7 +12,14 @@ import itertools
 import shutil
 import sys
 
-from zoo.cli import Parser, learning_rate, non_negative_float, non_negative_int, positive_int
+from zoo.cli import (
+    Parser,
+    boolean,
+    learning_rate,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 from zoo.config import (
     DEFAULTS,
     JIT_CHOICES,
@@ -22,6 +29,7 @@ from zoo.config import (
     SMALL_DATA,
 )
 from zoo.distribute import CHOICES as DISTRIBUTE_CHOICES
+from zoo.models import MODELS, model_defaults
 from zoo.registry import UnknownNameError
 
 ENVIRONMENT = (
@@ -31,11 +39,35 @@ ENVIRONMENT = (
 )
 
 
+# The hyperparameters with a flag of their own below; every other one a model takes gets a flag
+# made from its name and default (`model_flags`), so a new family needs no CLI code.
+OWN_FLAGS = ("units", "depth", "dropout", "recurrent_dropout", "l2")
+
+
+def model_flags() -> dict[str, tuple[object, list[str]]]:
+    """Every hyperparameter some model takes that has no flag of its own: name -> (a default,
+    the models that take it)."""
+    flags: dict[str, tuple[object, list[str]]] = {}
+    for name in MODELS.list():
+        for key, value in model_defaults(name).items():
+            if key not in OWN_FLAGS:
+                flags.setdefault(key, (value, []))[1].append(name)
+    return flags
+
+
+def _flag_type(value):
+    """The argparse type of a flag whose default is `value`: the builder checks the range."""
+    if isinstance(value, bool):
+        return boolean
+    if isinstance(value, int):
+        return non_negative_int
+    return float if isinstance(value, float) else str
+
+
 def own_defaults(task: str | None, model: str | None) -> dict:
     """The values `python -m zoo.train TASK MODEL` trains with when a flag is left out (the
     preset TASK_MODEL, the task's training defaults, the model's hyperparameters), or {} when
     TASK and MODEL are not both known."""
-    from zoo.models import MODELS, model_defaults
     from zoo.presets import default_preset, get_preset
     from zoo.tasks import TASKS
     from zoo.tasks.base import training_defaults
@@ -52,6 +84,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     known = own_defaults(task, model)
 
     def default(key: str, otherwise: str) -> str:
+        if known and key not in known:
+            return f"{model} takes no {key}"
         value = known.get(key, "") if known else ""
         shown = "the optimizer's own" if value is None else value
         return f"default for {task} {model}: {shown}" if known else f"default: {otherwise}"
@@ -83,7 +117,9 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "--batch-size", type=positive_int, help=f"batch size ({default('batch_size', task_own)})"
     )
     p.add_argument(
-        "--units", type=positive_int, help=f"units a recurrent layer ({default('units', '64')})"
+        "--units",
+        type=positive_int,
+        help=f"units a recurrent layer ({default('units', model_own)})",
     )
     p.add_argument(
         "--depth",
@@ -93,7 +129,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--dropout",
         type=float,
-        help=f"dropout after each recurrent layer ({default('dropout', '0')})",
+        help="dropout after each recurrent layer (the RNN-FCN models: on the recurrent branch) "
+        f"({default('dropout', model_own)})",
     )
     p.add_argument(
         "--recurrent-dropout",
@@ -103,6 +140,14 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--l2", type=non_negative_float, help=f"L2 penalty on kernels ({default('l2', '0')})"
     )
+    for key, (value, takers) in model_flags().items():
+        shown = "true or false" if isinstance(value, bool) else None
+        p.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=_flag_type(value),
+            metavar=shown and "{true,false}",
+            help=f"{key} of {', '.join(takers)} ({default(key, model_own)})",
+        )
     p.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
@@ -187,7 +232,6 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
 
 def list_everything() -> str:
     """Models (with their hyperparameters), tasks (options and training defaults) and presets."""
-    from zoo.models import MODELS, model_defaults
     from zoo.presets import PRESETS
     from zoo.tasks import TASKS, task_options
     from zoo.tasks.base import training_defaults
@@ -402,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
     from zoo import distribute
-    from zoo.fit import Diverged, train, train_ensemble
+    from zoo.backtest import format_table
+    from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
     from zoo.scoring import headline
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1
@@ -414,6 +459,8 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
         f"{len(task.x_test)} test samples"
     )
     run = train_ensemble if config["ensemble"] > 1 else train
+    if backtests(config, task) > 1:
+        run = train_folds
     try:
         metrics = run(config, task, model, folder, verbose=verbose)
     except Diverged as err:
@@ -438,8 +485,18 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     print(
         f"Run folder: {folder}" if chief else "Run folder: the chief's (this worker's is removed)"
     )
+    if "folds" in metrics:
+        mean = metrics["forecast"]
+        print(f"Mean over {mean['folds']} folds (test, in the data's units):")
+        print(format_table(mean["methods"], model=config["model"]))
+    elif "forecast" in metrics:
+        print("Test, in the data's units:")
+        print(format_table(metrics["forecast"]["methods"], model=config["model"]))
+    if "forecast" in metrics and "ets" in metrics["forecast"]:
+        print(metrics["forecast"]["ets"])
+    text = "" if "folds" in metrics else f"{headline(task, metrics)}, "
     print(
-        f"{config['task']} {config['model']}: {headline(task, metrics)}, "
+        f"{config['task']} {config['model']}: {text}"
         f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s"
     )
     return 0

@@ -1,164 +1,288 @@
-"""Your own time series: a CSV or `.npz` file windowed into next-values forecasting."""
+"""Your own time series, forecast as forecasters measure it: the last `horizon` steps are the test.
+
+The file (a CSV with dates, wide or long, or an `.npz`) is read by `zoo.tasks.panel`; this
+module cuts each series into windows for one fold of a rolling-origin backtest and hands the
+model its per-window scaling (`Task.preprocessing["scaling"]`, done by `zoo.scaling`'s layers).
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from zoo.tasks.base import DataError, Task, check_positive, register_task, standardize
-from zoo.tasks.files import load_npz
+from zoo.tasks.base import DataError, Task, check_flag, check_positive, register_task
+from zoo.tasks.panel import day_text, read_panel
+
+LEVELS = ("season", "last", "window", "global")
+# a level below this share of the window's mean magnitude is raised to it (a season of zeros)
+LEVEL_FLOOR_SHARE = 0.1
 
 
-def read_series(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
-    """(values (time, channels) as float64, channel names) of a CSV or a one-array `.npz` file.
+def window_level(values: np.ndarray, spec: dict) -> np.ndarray:
+    """The level each window is divided by, (windows,) from raw values (windows, steps): the
+    NumPy twin of `zoo.scaling.WindowScaling` (a test holds them equal).
 
-    A CSV has one column per channel and one row per time step; a first row that does not read
-    as numbers is the header (channel names), else the channels are named 0, 1, ...
+    "season": the mean magnitude of the window's last season (its last value where the season
+    is 1); "last": the last value's magnitude; "window": the whole window's mean magnitude. At
+    least LEVEL_FLOOR_SHARE of the window's mean magnitude and `spec["floor"]`. "global": the
+    training values' std (one scale for every window).
     """
-    path = Path(path).expanduser()
-    if path.suffix.lower() == ".npz":
-        arrays = load_npz(path, "series")
-        if len(arrays) != 1:
-            raise DataError(
-                f"series: {path} must hold one array, (time,) or (time, channels). "
-                f"Received: {', '.join(sorted(arrays)) or 'no arrays'}"
-            )
-        values = next(iter(arrays.values()))
-        if values.ndim not in (1, 2) or not np.issubdtype(values.dtype, np.number):
-            raise DataError(
-                f"series: the array in {path} must be numbers shaped (time,) or (time, channels). "
-                f"Received: shape={values.shape}, dtype={values.dtype}"
-            )
-        values = values.reshape(len(values), -1).astype(np.float64)
-        return values, [str(i) for i in range(values.shape[1])]
-    if not path.is_file():
-        raise DataError(f"series: no such file: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"series: cannot read {path} as CSV text ({err})") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if not lines:
-        raise DataError(f"series: {path} is empty")
-    first = [cell.strip() for cell in lines[0][1].split(",")]
-    try:
-        [float(cell) for cell in first]
-        names = [str(i) for i in range(len(first))]
-    except ValueError:
-        names, lines = first, lines[1:]
-    values = np.empty((len(lines), len(names)))
-    for row, (number, line) in enumerate(lines):
-        cells = line.split(",")
-        if len(cells) != len(names):
-            raise DataError(
-                f"series: {path} line {number} has {len(cells)} values, expected {len(names)}"
-            )
-        try:
-            values[row] = [float(cell) for cell in cells]
-        except ValueError:
-            raise DataError(f"series: {path} line {number} is not all numbers: {line!r}") from None
-    return values, names
+    values = np.abs(np.asarray(values, dtype=np.float64))
+    if spec["level"] == "global":
+        return np.full(len(values), spec["std"])
+    mean = values.mean(axis=1)
+    level = {
+        "season": lambda: values[:, -spec["season"] :].mean(axis=1),
+        "last": lambda: values[:, -1],
+        "window": lambda: mean,
+    }[spec["level"]]()
+    return np.maximum(np.maximum(level, LEVEL_FLOOR_SHARE * mean), spec["floor"])
 
 
-def _target_columns(target, names: list[str]) -> list[int]:
-    """Indices of the forecast channels: all of them, or the one `target` names or numbers."""
-    if target is None:
-        return list(range(len(names)))
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        if 0 <= target < len(names):
-            return [int(target)]
-    elif str(target) in names:
-        return [names.index(str(target))]
-    raise ValueError(
-        f"target must be a channel name or index 0..{len(names) - 1}. Received: target={target!r}"
-        f"; channels: {', '.join(names)}"
-    )
+def _cut(values, positions, origins, window: int, horizon: int, season: int, with_positions):
+    """Windows of one series before each origin (index of the first target step) and the next
+    `horizon` values. Inputs before the series' start repeat its first value."""
+    origins = np.asarray(origins, dtype=np.int64)
+    pad = max(0, window - int(origins.min())) if len(origins) else 0
+    padded = np.concatenate([np.full(pad, values[0]), values])
+    rows = origins[:, None] + pad + np.arange(-window, 0)
+    x = padded[rows][..., None]
+    if with_positions:
+        before = (positions[0] - np.arange(pad, 0, -1)) % season
+        x = np.concatenate([x, np.concatenate([before, positions])[rows][..., None]], axis=-1)
+    y = values[origins[:, None] + np.arange(horizon)]
+    return x.astype(np.float32), y.astype(np.float32)
 
 
-def _windows(segment: np.ndarray, window: int, horizon: int, targets: list[int]):
-    """Every (window, next `horizon` values of the target channels) pair inside one segment."""
-    idx = np.arange(len(segment) - window - horizon + 1)[:, None]
-    x = segment[idx + np.arange(window)]
-    y = segment[idx + window + np.arange(horizon)][..., targets]
-    return x.astype(np.float32), y.reshape(len(y), -1).astype(np.float32)
+def fold_origins(length: int, *, window: int, horizon: int, val_steps: int, fold: int):
+    """(train, validation, test) origins of one series of `length` steps in fold `fold`.
+
+    An origin is the index of a window's first target step. The test origin is `horizon` *
+    (`fold` + 1) steps before the end; validation origins are those whose targets all lie in
+    the `val_steps` steps before it; training origins those whose targets all lie before the
+    validation steps and whose inputs all lie in the series. Validation and test inputs may
+    reach back into earlier steps (before the series' start they repeat its first value)."""
+    test = length - horizon * (fold + 1)
+    val = np.arange(max(1, test - val_steps), test - horizon + 1)
+    train = np.arange(window, test - val_steps - horizon + 1)
+    return train, val, np.array([test] if test >= 1 else [], dtype=np.int64)
 
 
 @register_task(epochs=30, batch_size=64)
 def series(
     *,
     data: str | os.PathLike | None = None,
-    window: int = 20,
-    horizon: int = 1,
+    horizon: int | None = None,
+    window: int | None = None,
     target: str | int | None = None,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
+    time_column: str | int | None = None,
+    series_column: str | int | None = None,
+    season: int | None = None,
+    fill: str | None = None,
+    folds: int = 1,
+    fold: int = 0,
+    val_steps: int | None = None,
+    level: str = "season",
+    log: bool = False,
+    season_inputs: bool = False,
 ) -> Task:
-    """Forecast your own series: from `window` values predict the next `horizon` of each channel.
+    """Forecast your own series: from `window` values predict the next `horizon`, tested on the
+    last `horizon` steps of every series.
 
-    `data` is a CSV (one column per channel, optional header) or an `.npz` holding one array,
-    (time,) or (time, channels). The series is cut in time order into train, validation and
-    test segments (the last `test_fraction` of the steps is test), each windowed on its own, so
-    no window crosses a split. Every channel is standardised with the training segment's mean
-    and std, targets too, so a forecast can be fed back as an input. Targets are
-    (samples, horizon * targets) in step-major order: `y.reshape(-1, horizon, targets)`.
-    `target` (a channel name or index) forecasts that channel alone; by default all of them.
+    Data: `data` is a CSV or a one-array `.npz` (`zoo.tasks.panel.read_panel`). A CSV is wide
+    (an optional time column, then one column a series; `target=NAME`, several as "a,b", picks
+    them) or long (a series column, e.g. `series` or `unique_id`, a time column and one value
+    column). The time column is `time_column`, else one named date, time, month, year, ... or
+    holding dates; the frequency is inferred from the dates (pandas), and with it the season
+    (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24, yearly 1; `season` overrides; 1
+    without dates) and the default horizon (the M4 competition's: yearly 6, quarterly 8,
+    monthly 18, weekly 13, daily 14, hourly 48; 1 without dates). Missing values and skipped
+    dates are refused unless `fill` is "interpolate" or "ffill"; duplicate or unordered dates
+    and text in a value column are refused.
+
+    Folds: fold k (`fold`, 0 = the last) tests every series on the `horizon` steps that end
+    `horizon` * k steps before its end; later steps are not used. Its validation windows
+    (early stopping) are those whose targets lie in the `val_steps` steps (default: the
+    horizon) before the test origin; its training windows those whose targets lie before
+    those. Inputs may reach back over split boundaries, targets never cross them. `folds` = K
+    makes `python -m zoo.train` train and report folds 0..K-1 (a run folder each) and their
+    mean; each fold's task is this one with `fold` = k.
+
+    Scaling: the model divides each window by its own `level` ("season": the mean magnitude
+    of its last season; "last": its last value's; "window": its mean magnitude; "global":
+    one mean and std from the training values, no per-window scaling), after a log transform
+    with `log` (positive data only), and multiplies its outputs back (`zoo.scaling`), so a
+    saved model takes raw windows and returns forecasts in data units. With
+    `season_inputs`, each input step also carries its position in the season (0..season-1),
+    which the model reads as sin and cos.
+
+    What the task holds (the interface other forecasting models build on):
+      x_* (windows, window, 1 or 2), float32: channel 0 the raw values in data units; channel
+        1 with `season_inputs`, each step's position in the season (`Panel.positions`).
+      y_* (windows, horizon), float32: the next `horizon` values in data units.
+      w_* (windows,): 1 / level**2 with the level of `window_level` (for "global", 1 / the
+        training values' std**2),
+        so the weighted MSE equals the MSE of the scaled values: one loss across series of
+        any size.
+      x_test row i is series i's one test window (its last `window` steps before the origin).
+      preprocessing: {"scaling": {"level", "season", "log", "floor", "mean", "std",
+        "season_inputs", "horizon", "window"}}: what `zoo.scaling` builds into the model; a
+        builder with `scales_itself = True` gets it instead (it does its own scaling).
+      info: "series" (names), "season", "frequency" (pandas string or None), "kind" ("monthly"
+        ...), "horizon", "window", "fold", "folds", "val_steps", "level", "log",
+        "season_inputs", "series_train"/"series_val"/"series_test" (each window's series
+        index), "origin_train"/"origin_val"/"origin_test" (each window's origin: the index
+        of its first target step in its series), "test_origin" (each series' test origin),
+        "test_start" (each series' first test date, or None), "history" (each series' values
+        up to the end of this fold's test, float64), "dates" (their dates, datetime64, or
+        None), "positions" (their season positions), "scale_train"/"scale_val"/"scale_test"
+        (each window's level), "source", "channels", "fill", "filled".
     """
     if data is None:
         raise DataError("series: give the file with --data PATH (or data=PATH)")
-    check_positive(window=window, horizon=horizon)
-    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 < value < 0.5:
-            raise ValueError(f"{key} must be in (0, 0.5). Received: {key}={value}")
-    values, names = read_series(data)
-    bad = np.argwhere(~np.isfinite(values))
-    if len(bad):
-        row, col = bad[0]
-        raise DataError(
-            f"series: {data} holds {len(bad)} non-finite values (first at step {row}, "
-            f"channel {names[col]!r}: {values[row, col]}); fill or drop them first"
-        )
-    steps = len(values)
-    if horizon >= steps:
-        raise DataError(f"series: horizon={horizon} is not shorter than the series ({steps} steps)")
-    targets = _target_columns(target, names)
-    n_test, n_val = int(steps * test_fraction), int(steps * val_fraction)
-    bounds = [0, steps - n_val - n_test, steps - n_test, steps]
-    need = window + horizon
-    if min(np.diff(bounds)) < need:
-        raise DataError(
-            f"series: {steps} steps are too few for window={window}, horizon={horizon}: train, "
-            f"validation and test ({np.diff(bounds).tolist()} steps) each need at least {need}"
-        )
-    segments = [values[None, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
-    scaled, (mean, std) = standardize(*segments)
-    (xtr, ytr), (xva, yva), (xte, yte) = (_windows(s[0], window, horizon, targets) for s in scaled)
+    for key, value in dict(
+        folds=folds, window=window, horizon=horizon, val_steps=val_steps
+    ).items():
+        if value is not None:
+            check_positive(**{key: value})
+    if not isinstance(fold, (int, np.integer)) or isinstance(fold, bool) or fold < 0:
+        raise ValueError(f"fold must be an integer >= 0. Received: fold={fold!r}")
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}. Received: level={level!r}")
+    check_flag(log=log, season_inputs=season_inputs)
 
-    def persistence(x, y):  # the last value of each target channel, repeated over the horizon
-        return float(np.mean((y - np.tile(x[:, -1, targets], horizon)) ** 2))
-
+    panel = read_panel(
+        data,
+        target=target,
+        time_column=time_column,
+        series_column=series_column,
+        season=season,
+        fill=fill,
+    )
+    m = panel.season
+    horizon = horizon or panel.default_horizon
+    window = window or max(2 * m, horizon)
+    val_steps = val_steps or horizon
+    if val_steps < horizon:
+        raise ValueError(
+            f"val_steps must be at least the horizon ({horizon}): a validation window's "
+            f"targets lie in them. Received: val_steps={val_steps}"
+        )
+    if log:
+        bad = [n for n, v in zip(panel.names, panel.values, strict=True) if not (v > 0).all()]
+        if bad:
+            raise DataError(
+                f"series: log=true needs positive values; series {bad[0]!r} has values <= 0"
+            )
+    short = next(
+        ((n, len(v)) for n, v in zip(panel.names, panel.values, strict=True)
+         if len(v) < horizon * (max(folds, fold + 1)) + 1),
+        None,
+    )  # fmt: skip
+    if short:
+        raise DataError(
+            f"series: series {short[0]!r} has {short[1]} steps; horizon={horizon} with "
+            f"{max(folds, fold + 1)} fold(s) needs at least {horizon * max(folds, fold + 1) + 1}"
+        )
+    # every fold up to the earliest one must have training and validation windows
+    for k in sorted({fold, max(folds, fold + 1) - 1}):
+        counts = [
+            [len(o) for o in fold_origins(len(v), window=window, horizon=horizon,
+                                          val_steps=val_steps, fold=k)[:2]]
+            for v in panel.values
+        ]  # fmt: skip
+        train_count, val_count = np.sum(counts, axis=0)
+        if not train_count or not val_count:
+            longest = max(len(v) for v in panel.values)
+            need = window + val_steps + horizon * (k + 2)
+            raise DataError(
+                f"series: too few steps for window={window}, horizon={horizon}, "
+                f"val_steps={val_steps} in fold {k}: the longest series has {longest}, one "
+                f"training window needs {need}; shorten the window or the horizon, or use "
+                "fewer folds"
+            )
+    parts = {"train": [], "val": [], "test": []}
+    history, dates, positions, test_origin, test_start = [], [], [], [], []
+    for s, (values, when, where) in enumerate(
+        zip(panel.values, panel.dates, panel.positions, strict=True)
+    ):
+        origins = fold_origins(
+            len(values), window=window, horizon=horizon, val_steps=val_steps, fold=fold
+        )
+        for split, split_origins in zip(parts, origins, strict=True):
+            if len(split_origins):
+                x, y = _cut(values, where, split_origins, window, horizon, m, season_inputs)
+                parts[split].append((x, y, np.full(len(x), s), split_origins))
+        end = origins[2][0] + horizon
+        test_origin.append(int(origins[2][0]))
+        history.append(values[:end])
+        dates.append(when[:end] if when is not None else None)
+        positions.append(where[:end])
+        test_start.append(day_text(when[origins[2][0]]) if when is not None else None)
+    arrays = {}
+    for split, pieces in parts.items():
+        arrays[f"x_{split}"] = np.concatenate([p[0] for p in pieces])
+        arrays[f"y_{split}"] = np.concatenate([p[1] for p in pieces])
+        arrays[f"series_{split}"] = np.concatenate([p[2] for p in pieces]).astype(np.int64)
+        arrays[f"origin_{split}"] = np.concatenate([p[3] for p in pieces]).astype(np.int64)
+    seen = [
+        h[: o - val_steps] if o - val_steps >= 1 else h[:1]
+        for h, o in zip(history, test_origin, strict=True)
+    ]
+    magnitudes = [float(np.mean(np.abs(v))) for v in seen]
+    positive = [a for a in magnitudes if a > 0]
+    spec = {
+        "level": level,
+        "season": int(m),
+        "log": bool(log),
+        "floor": 1e-3 * min(positive) if positive else 1e-12,
+        "mean": 0.0,
+        "std": 1.0,
+        "season_inputs": bool(season_inputs),
+        "horizon": int(horizon),
+        "window": int(window),
+    }
+    pooled = np.concatenate(seen)
+    if level == "global":  # one standardisation from the training part of every series
+        moved = np.log(pooled) if log else pooled
+        spec["mean"], spec["std"] = float(moved.mean()), float(moved.std() or 1.0)
+    scales = {s: window_level(arrays[f"x_{s}"][..., 0], spec) for s in parts}
+    if level == "global":  # the weighted loss: the MSE in units of the values' std
+        scales = {s: np.full(len(v), pooled.std() or 1.0) for s, v in scales.items()}
+    weights = {f"w_{s}": (1.0 / scales[s] ** 2).astype(np.float32) for s in parts}
+    info = {
+        "source": panel.source,
+        "series": panel.names,
+        "frequency": panel.frequency,
+        "kind": panel.kind,
+        "season": int(m),
+        "horizon": int(horizon),
+        "window": int(window),
+        "fold": int(fold),
+        "folds": int(folds),
+        "val_steps": int(val_steps),
+        "level": level,
+        "log": bool(log),
+        "season_inputs": bool(season_inputs),
+        "channels": ["value", "season_position"] if season_inputs else ["value"],
+        "fill": fill,
+        "filled": panel.filled,
+        "test_origin": test_origin,
+        "test_start": test_start,
+        "preprocessing": "model",
+        **{f"{k}_{s}": arrays[f"{k}_{s}"] for k in ("series", "origin") for s in parts},
+        **{f"scale_{s}": scales[s] for s in parts},
+        "history": history,
+        "dates": dates,
+        "positions": positions,
+    }
     return Task(
         name="series",
-        x_train=xtr,
-        y_train=ytr,
-        x_val=xva,
-        y_val=yva,
-        x_test=xte,
-        y_test=yte,
+        **{f"{k}_{s}": arrays[f"{k}_{s}"] for k in ("x", "y") for s in parts},
+        **weights,
         output_kind="regression",
-        num_outputs=horizon * len(targets),
-        info={
-            "source": str(data),
-            "steps": steps,
-            "channels": names,
-            "targets": targets,
-            "window": window,
-            "horizon": horizon,
-            "split_steps": np.diff(bounds).tolist(),
-            "mean": mean,
-            "std": std,
-            "persistence_mse_val": persistence(xva, yva),
-            "persistence_mse_test": persistence(xte, yte),
-        },
+        num_outputs=int(horizon),
+        info=info,
+        preprocessing={"scaling": spec},
     )
