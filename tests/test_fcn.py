@@ -181,3 +181,22 @@ def test_window_features_join_both_branches_after_framing():
     joined = model.get_layer("with_window_features").output.shape[-1]
     assert joined == 4 + 4 + len(feature_names(CHANNELS))
     assert model.predict(x, verbose=0).shape == (6, 3)
+
+
+def test_zoo_train_builds_an_rnn_fcn_from_its_flags(tmp_path):
+    import json
+
+    from zoo import train
+
+    out = tmp_path / "run"
+    args = ["count_ones", "lstm_fcn", "--epochs", "1", "--units", "4", "--filters", "4"]
+    args += ["--kernel-size", "5", "--squeeze-excite", "true", "--attention", "true"]
+    args += "--task-option length=8 --task-option train_size=40 --task-option val_size=8".split()
+    assert train.main([*args, "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())["hyperparameters"]
+    assert config["squeeze_excite"] is True and config["attention"] is True
+    assert config["kernel_size"] == 5 and "shuffle" not in config  # the model's own default
+    model = keras.models.load_model(out / "model.keras")
+    assert {"attention_lstm", "squeeze_excite_2", "dimension_shuffle"} <= {
+        layer.name for layer in model.layers
+    }
