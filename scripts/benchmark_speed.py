@@ -160,7 +160,7 @@ def torch_worker(args) -> int:
             super().__init__()
             kind, squeeze = FCN_SPECS[name]
             hp = model_defaults(name)
-            assert hp["shuffle"] and not hp["attention"]
+            assert hp["shuffle"] and not hp.get("attention")  # the defaults this twin mirrors
             self.rnn = getattr(torch.nn, kind)(STEPS, hp["units"], batch_first=True)
             self.dropout = torch.nn.Dropout(hp["dropout"])
             widths, blocks, before = filter_sizes(hp["filters"]), [], FEATURES
