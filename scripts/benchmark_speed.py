@@ -24,6 +24,12 @@ picks. Configurations that run the same loop are timed once. And:
   OpenMP threads spin-wait for each other and its throughput can drop tenfold, so the table
   also compares with the better of the two.
 
+The RNN-FCN models (`--models lstm_fcn,mlstm_fcn,gru_fcn`) run at their own defaults, the
+papers' (8 units over the dimension-shuffled input, dropout 0.8, Conv1D blocks of 128-256-128
+filters with kernels 8-5-3, batch normalisation, squeeze-and-excitation in `mlstm_fcn`), and
+their PyTorch twin is the same network (`nn.LSTM`/`nn.GRU` over the transposed input beside
+`nn.Conv1d` + `nn.BatchNorm1d` blocks, the sizes read from the zoo's builder).
+
 Then inference: the latency of one window (batch 1) and the throughput at batch 256; on
 TensorFlow, the zoo's C++ LSTM op alone (a forward and a backward call at both layer shapes of
 `stacked_lstm`); and the time to parse the UCI HAR zip cold and from its cache. Prints Markdown
@@ -43,6 +49,7 @@ device), in interleaved rounds; then the `zoo.scan.POLICY` rows the measurement 
     python scripts/benchmark_speed.py --quick --models lstm,gru
     python scripts/benchmark_speed.py --backend jax --models lstm,gru   # pip install -e '.[jax]'
     XLA_PYTHON_CLIENT_PREALLOCATE=false python scripts/benchmark_speed.py --gpu   # GPU machine
+    python scripts/benchmark_speed.py --models lstm_fcn,mlstm_fcn,gru_fcn
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ TORCH_SPECS = {
     "bilstm": ("LSTM", 1, True),
     "stacked_lstm": ("LSTM", 2, False),
 }
+# The RNN-FCN models, at their own defaults: name -> (PyTorch recurrent module, squeeze-excite)
+FCN_SPECS = {"lstm_fcn": ("LSTM", False), "mlstm_fcn": ("LSTM", True), "gru_fcn": ("GRU", False)}
 BACKENDS = ("tensorflow", "jax", "torch")
 # --gpu: issue 28's table, (steps, features, units, batch) -> models
 GPU_SHAPES = {
@@ -137,9 +146,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.gpu and args.models == default_models:
         args.models = ",".join(GPU_MODELS)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(args.models) - set(TORCH_SPECS))
+    unknown = sorted(set(args.models) - set(TORCH_SPECS) - set(FCN_SPECS))
     if unknown:
-        p.error(f"--models must be among {', '.join(MODELS)}. Received: {', '.join(unknown)}")
+        known = ", ".join([*MODELS, *FCN_SPECS])
+        p.error(f"--models must be among {known}. Received: {', '.join(unknown)}")
     args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
     if not args.paths or set(args.paths) - set(RNN_PATHS):
         p.error(f"--paths must be among {', '.join(RNN_PATHS)}. Received: {','.join(args.paths)}")
@@ -191,6 +201,11 @@ def gpu_present() -> bool:
     return False
 
 
+def model_settings(name: str) -> dict:
+    """What the zoo model is built with: UNITS units, or an RNN-FCN model's own defaults."""
+    return {} if name in FCN_SPECS else {"units": UNITS}
+
+
 def batches(n: int, batch: int, seed: int = 0, steps: int = STEPS, features: int = FEATURES):
     """`n` synthetic HAR-shaped batches (inputs standard normal, labels uniform)."""
     rng = np.random.default_rng(seed)
@@ -209,11 +224,14 @@ def load() -> float:
 def torch_worker(args) -> int:
     """Answer one JSON command a line on stdin: build a model (of the default shape, or the
     steps, features, units and batch given), time training or inference on --torch-device."""
+    import warnings
+
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.torch_device)
+    warnings.filterwarnings("ignore", "Using padding='same' with even kernel")  # kernel 8: fine
 
     class Net(torch.nn.Module):
         def __init__(self, name, features, units):
@@ -230,6 +248,51 @@ def torch_worker(args) -> int:
             h = state[0] if isinstance(state, tuple) else state  # (layers * dirs, batch, units)
             return self.out(torch.cat(list(h[-self.dirs :]), dim=-1))  # last layer's final states
 
+    class FCNNet(torch.nn.Module):
+        """The zoo's RNN-FCN at its defaults: a recurrent layer over the shuffled input (one
+        step a channel), dropout, three Conv1d blocks (squeeze-and-excitation after the first
+        two in mlstm_fcn), average pooling, the two joined, a linear head."""
+
+        def __init__(self, name):
+            from zoo.models import model_defaults
+            from zoo.models.fcn import SE_REDUCTION, filter_sizes, kernel_sizes
+
+            super().__init__()
+            kind, squeeze = FCN_SPECS[name]
+            hp = model_defaults(name)
+            assert hp["shuffle"] and not hp.get("attention")  # the defaults this twin mirrors
+            self.rnn = getattr(torch.nn, kind)(STEPS, hp["units"], batch_first=True)
+            self.dropout = torch.nn.Dropout(hp["dropout"])
+            widths, blocks, before = filter_sizes(hp["filters"]), [], FEATURES
+            kernels = kernel_sizes(hp["kernel_size"])
+            for i, (width, k) in enumerate(zip(widths, kernels, strict=True)):
+                conv = torch.nn.Conv1d(before, width, k, padding="same")
+                torch.nn.init.kaiming_uniform_(conv.weight)
+                se = None
+                if squeeze and i < 2:
+                    hidden = max(1, width // SE_REDUCTION)
+                    se = torch.nn.Sequential(
+                        torch.nn.Linear(width, hidden, bias=False),
+                        torch.nn.ReLU(),
+                        torch.nn.Linear(hidden, width, bias=False),
+                        torch.nn.Sigmoid(),
+                    )
+                blocks.append(torch.nn.ModuleList([conv, torch.nn.BatchNorm1d(width), se]))
+                before = width
+            self.blocks = torch.nn.ModuleList(blocks)
+            self.out = torch.nn.Linear(hp["units"] + widths[-1], CLASSES)
+
+        def forward(self, x):
+            _, state = self.rnn(x.transpose(1, 2))  # (batch, channels, steps): shuffled
+            h = state[0] if isinstance(state, tuple) else state
+            r = self.dropout(h[-1])
+            y = x.transpose(1, 2)  # Conv1d wants channels first
+            for conv, norm, se in self.blocks:
+                y = torch.relu(norm(conv(y)))
+                if se is not None:
+                    y = y * se(y.mean(-1)).unsqueeze(-1)
+            return self.out(torch.cat([r, y.mean(-1)], dim=-1))
+
     net = opt = xs = ys = one = many = None
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -238,6 +301,7 @@ def torch_worker(args) -> int:
             torch.cuda.synchronize()
 
     def train():
+        net.train()
         for xb, yb in zip(xs, ys, strict=True):
             opt.zero_grad()
             loss_fn(net(xb), yb).backward()
@@ -245,6 +309,7 @@ def torch_worker(args) -> int:
         sync()
 
     def infer(batch, calls):
+        net.eval()  # dropout off, batch normalisation's running statistics, as Keras' predict
         with torch.inference_mode():
             for _ in range(calls):
                 net(batch)
@@ -260,10 +325,15 @@ def torch_worker(args) -> int:
             xs, ys = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
             one = torch.from_numpy(x[0, :1]).to(device)
             many = torch.from_numpy(np.concatenate(x)[:256]).to(device)
-            net = Net(cmd["model"], features, cmd.get("units", UNITS)).to(device)
+            if cmd["model"] in FCN_SPECS:  # at the zoo's defaults, the HAR shape
+                net = FCNNet(cmd["model"]).to(device)
+            else:
+                net = Net(cmd["model"], features, cmd.get("units", UNITS)).to(device)
+            params = sum(p.numel() for p in net.parameters())
             opt = torch.optim.Adam(net.parameters(), 1e-3)
             train(), infer(one, 2), infer(many, 1)  # warm-up
-            result = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"}
+            device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+            result = {"device": device_name, "params": params}
         elif cmd["op"] == "quit":
             return 0
         else:
@@ -390,7 +460,7 @@ def keras_configs(name: str, backend: str) -> dict:
     def build(jit, **layers):
         def make():
             with layers_as(**layers):
-                model = create_model(name, (STEPS, FEATURES), CLASSES, units=UNITS)
+                model = create_model(name, (STEPS, FEATURES), CLASSES, **model_settings(name))
             model.compile(
                 optimizer="adam",
                 loss="sparse_categorical_crossentropy",
@@ -491,6 +561,7 @@ def bench_model(name: str, args, client) -> dict:
         model, run, setup[config] = keras_runner(make, args, x, y, path)
         signature = loop_signature(model, path, args.batch)
         if config == "zoo":
+            params = {"zoo": sum(int(np.prod(w.shape)) for w in model.trainable_weights)}
             from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
             kinds = {type(layer) for layer in model._flatten_layers()}
@@ -510,7 +581,7 @@ def bench_model(name: str, args, client) -> dict:
         runners[config] = run
     if client is not None:
         t = time.perf_counter()
-        client(op="build", model=name)
+        params["torch"] = client(op="build", model=name)["params"]
         setup["torch"] = time.perf_counter() - t
         runners["torch"] = lambda op: client(op=op)
         if args.threads != 1:  # libgomp's spinning threads collapse on a loaded machine
@@ -534,6 +605,7 @@ def bench_model(name: str, args, client) -> dict:
         "zoo_uses": zoo_uses,
         "results": results,
         "setup": setup,
+        "params": params,
         "load": (min(loads), statistics.mean(loads), max(loads)),
     }
 
@@ -662,6 +734,9 @@ def tables(rows: list[dict], torch_on: bool) -> str:
             cells += [f"{ratio(res['zoo']['latency'], res['torch']['latency']):.2f}"]
             cells += [f"{ratio(res['zoo']['infer256'], res['torch']['infer256']):.2f}"]
         out.append("| " + " | ".join(cells) + " |")
+    out += ["", "Trainable parameters (zoo, PyTorch): " + "; ".join(
+        f"{row['model']} " + ", ".join(f"{n:,}" for n in row["params"].values()) for row in rows
+    )]  # fmt: skip
     out += ["", "First-call cost (tracing, XLA compiling, warm-up), seconds:", ""]
     for row in rows:
         out.append(
@@ -872,7 +947,8 @@ def main(argv=None) -> int:
         f"Keras {keras.__version__} on {args.backend} {engine.__version__}"
         + (f", PyTorch {client.version}" if client else "")
         + f"; {args.threads} threads, {os.cpu_count()} CPUs; batch {args.batch}, {STEPS}x"
-        + f"{FEATURES} inputs, {UNITS} units, Adam; {args.repeats} rounds of {args.steps} batches.\n"
+        + f"{FEATURES} inputs, {UNITS} units (the RNN-FCN models: their own defaults), Adam; "
+        + f"{args.repeats} rounds of {args.steps} batches.\n"
     )
     print(tables(rows, client is not None))
     if op_times is not None:

@@ -164,3 +164,39 @@ def test_attention_lstm_saves_and_reloads(tmp_path):
                                keras.ops.convert_to_numpy(model(x)), atol=1e-6)  # fmt: skip
     layer = reloaded.get_layer("attention_lstm")
     assert layer.cell.recurrent_dropout == 0.1 and layer.cell.kernel_regularizer is not None
+
+
+def test_window_features_join_both_branches_after_framing():
+    from zoo.features import feature_names, feature_spec
+    from zoo.tasks.har import CHANNELS
+
+    x = np.random.default_rng(0).normal(size=(6, 32, 9)).astype("float32")
+    pre = {"mean": [0.0] * 9, "std": [1.0] * 9, "frame_steps": 4}
+    pre["window_features"] = feature_spec(x, CHANNELS, 50.0)
+    model = create_model(
+        "gru_fcn", (32, 9), 3, units=4, filters=4, kernel_size=5, preprocessing=pre
+    )
+    assert model.input_shape == (None, 32, 9)  # framed to 8 steps of 36: the shuffle reads 8
+    assert model.get_layer("gru").input.shape == (None, 36, 8)
+    joined = model.get_layer("with_window_features").output.shape[-1]
+    assert joined == 4 + 4 + len(feature_names(CHANNELS))
+    assert model.predict(x, verbose=0).shape == (6, 3)
+
+
+def test_zoo_train_builds_an_rnn_fcn_from_its_flags(tmp_path):
+    import json
+
+    from zoo import train
+
+    out = tmp_path / "run"
+    args = ["count_ones", "lstm_fcn", "--epochs", "1", "--units", "4", "--filters", "4"]
+    args += ["--kernel-size", "5", "--squeeze-excite", "true", "--attention", "true"]
+    args += "--task-option length=8 --task-option train_size=40 --task-option val_size=8".split()
+    assert train.main([*args, "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())["hyperparameters"]
+    assert config["squeeze_excite"] is True and config["attention"] is True
+    assert config["kernel_size"] == 5 and "shuffle" not in config  # the model's own default
+    model = keras.models.load_model(out / "model.keras")
+    assert {"attention_lstm", "squeeze_excite_2", "dimension_shuffle"} <= {
+        layer.name for layer in model.layers
+    }

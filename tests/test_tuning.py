@@ -160,23 +160,23 @@ def test_fix_and_models_narrow_the_space():
     assert {p.name for p in hp.space} == COMMON | {"batch_size"}
 
 
-def test_the_rnn_fcn_family_has_its_own_scope_and_no_duplicate_points():
-    hypermodel = ZooHyperModel(tiny_count_ones(), models="lstm,gru,*_fcn")
-    assert hypermodel.models == ["gru", "gru_fcn", "lstm", "lstm_fcn"]  # mlstm_fcn: lstm_fcn +SE
+def test_the_rnn_fcn_hyperparameters_are_scoped_to_their_models_with_no_duplicate_points():
+    hypermodel = ZooHyperModel(tiny_count_ones(), models="lstm,gru,conv_lstm,*_fcn")
+    # mlstm_fcn is lstm_fcn with squeeze_excite: one point
+    assert hypermodel.models == ["conv_lstm", "gru", "gru_fcn", "lstm", "lstm_fcn"]
     hp = kt.HyperParameters()
     hypermodel.build(hp)
-    by_name = {}
-    for p in hp.space:
-        by_name.setdefault(p.name, []).append(p)
-    scopes = {
-        n: sorted(tuple(c.values) for p in ps for c in p.conditions) for n, ps in by_name.items()
-    }
-    assert scopes["units"] == [("gru", "lstm"), ("gru_fcn", "lstm_fcn")]  # a range each family
-    assert [list(p.values) for p in by_name["units"] if p.conditions[0].values == ["gru_fcn", "lstm_fcn"]] == [[8, 32, 64, 128]]  # fmt: skip
-    assert scopes["depth"] == [("gru", "lstm")] and scopes["attention"] == [("lstm_fcn",)]
-    assert scopes["squeeze_excite"] == scopes["shuffle"] == [("gru_fcn", "lstm_fcn")]
-    assert [list(p.values) for p in by_name["kernel_size"]] == [[3, 5]]  # windows of 6 steps
-    assert scopes["l2"] == []  # every candidate takes it with one range
+    names = [p.name for p in hp.space]
+    assert len(names) == len(set(names))  # one declaration a name (see MODEL_SPACE)
+    scopes = {p.name: [c.values for c in p.conditions] for p in hp.space}
+    assert scopes["units"] == scopes["dropout"] == []  # every model's
+    assert scopes["depth"] == [["conv_lstm", "gru", "lstm"]]
+    assert scopes["filters"] == scopes["kernel_size"] == [["conv_lstm", "gru_fcn", "lstm_fcn"]]
+    assert scopes["squeeze_excite"] == scopes["shuffle"] == [["gru_fcn", "lstm_fcn"]]
+    assert scopes["attention"] == [["lstm_fcn"]]
+    space = {p.name: p for p in hp.space}
+    assert list(space["kernel_size"].values) == [3, 5]  # windows of 6 steps
+    assert 8 in space["units"].values and 0.8 in space["dropout"].values  # the papers'
     hp = kt.HyperParameters()
     hp.values |= {"model": "lstm_fcn", "squeeze_excite": True, "attention": True, "filters": 4}
     assert hypermodel.build(hp).get_layer("squeeze_excite_1") is not None
