@@ -35,6 +35,7 @@ def __getattr__(name: str):
         backend.load()
         importlib.import_module("zoo.layers")  # registers the zoo's layers for load_model
         importlib.import_module("zoo.fused")
+        importlib.import_module("zoo.scaling")
     module = importlib.import_module(_EXPORTS[name])
     return getattr(module, name)
 

@@ -214,6 +214,7 @@ def load_model(path: str | os.PathLike):
 
     import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)
     import zoo.layers  # noqa: F401
+    import zoo.scaling  # noqa: F401
     from zoo.fit import use_xla
 
     try:
