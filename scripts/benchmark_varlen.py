@@ -146,9 +146,9 @@ def batching_speed(args, walks, y) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    from zoo.plots import _save, plt
+    from zoo import plots
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plots.figure(figsize=(6.5, 3.6))
     for name, r in result["runs"].items():
         mids = np.convolve(r["length_bins"], [0.5, 0.5], mode="valid")  # bin centres
         ax.plot(
@@ -158,7 +158,7 @@ def plot(result: dict, path: Path) -> None:
            title="Walk ends above its start: zero padding read as data vs masked")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    plots.save(fig, path)
 
 
 def markdown(result: dict) -> str:

@@ -60,13 +60,17 @@ def main() -> int:
     p.add_argument("run", help="a zoo.train har run folder")
     p.add_argument("--data", required=True, help="the UCI HAR zip or folder")
     p.add_argument("--subject", type=positive_int, help="subject to plot (default: the first)")
-    p.add_argument("--plot", default=str(ROOT / "docs" / "har_stream.png"), help="PNG to write")
+    p.add_argument(
+        "--plot",
+        help="PNG to write (default: RUN/stream_har.png; the README's figure is "
+        "docs/har_stream.png)",
+    )
     args = p.parse_args()
 
     from zoo import backend
 
     backend.load()
-    from zoo.plots import plt
+    from zoo import plots
     from zoo.recordings import segments
     from zoo.runs import load_model, locate_run, run_task
     from zoo.stream import Streamer, play, run_preprocessing
@@ -155,7 +159,9 @@ def main() -> int:
 
     subject, recording, truth, starts, decided = plot
     t = np.arange(len(recording)) / 50
-    fig, axes = plt.subplots(2, 1, figsize=(13, 5.5), sharex=True)
+    fig, axes = plots.figure(nrows=2, figsize=(13, 5.5))
+    axes = axes[:, 0]
+    axes[0].sharex(axes[1])
     for ax, v in zip(axes, ("carried", "windows"), strict=True):
         ax.plot(t, truth, "k-", lw=5, alpha=0.2, label="true activity")
         steps, classes = decided[v]
@@ -169,10 +175,10 @@ def main() -> int:
         " (grey lines: gaps between continuous segments)"
     )
     axes[1].set_xlabel("time (s)")
-    fig.tight_layout()
-    Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=100)
-    print(f"\nWrote {args.plot}")
+    path = Path(args.plot) if args.plot else model_path.parent / "stream_har.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.save(fig, path)
+    print(f"\nWrote {path}")
     return 0
 
 

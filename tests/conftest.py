@@ -1,9 +1,30 @@
-"""Shared test set-up: every test starts from the same seeds and a fresh Keras session."""
+"""Shared test set-up: every test starts from the same seeds and a fresh Keras session, and
+the zoo's cache folder (parsed data sets, the compiled C++ op) is the tests' own, never the
+user's."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import keras
 import pytest
+
+
+def pytest_configure(config):
+    """Point the zoo's cache folder (`RNN_ZOO_CACHE`, and `XDG_CACHE_HOME` for the tests that
+    unset it) at a folder of the tests' own, shared by the xdist workers and their
+    subprocesses: the C++ op is built there once a session (or once a checkout, where pytest's
+    cache folder is kept), never in the user's cache."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller set it; workers inherit the environment
+    if getattr(config, "cache", None) is not None:
+        folder = Path(config.cache.mkdir("rnn-zoo-cache"))
+    else:  # pytest's cache turned off (-p no:cacheprovider): a temporary folder
+        folder = Path(tempfile.mkdtemp(prefix="rnn-zoo-test-cache-"))
+    os.environ["RNN_ZOO_CACHE"] = str(folder)
+    os.environ["XDG_CACHE_HOME"] = str(folder / "xdg")
 
 
 @pytest.fixture(autouse=True)

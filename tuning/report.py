@@ -12,13 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-
-from zoo.cli import Parser  # noqa: E402
-from zoo.runs import write_csv  # noqa: E402
+from zoo import plots
+from zoo.cli import Parser
+from zoo.runs import write_csv
 
 # Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
 COSTS = ("objective_std", "epochs_run", "seconds", "rss_mb")
@@ -88,24 +84,6 @@ def columns(rows: list[dict], objective: str) -> list[str]:
     return head + names + tail
 
 
-def scatter(rows, x: str, colour: str, objective: str, direction: str, path: Path) -> Path:
-    """Objective against `x` (log axis), one colour per value of `colour`; the best ringed."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for group in sorted({str(r.get(colour)) for r in rows}):
-        points = [r for r in rows if str(r.get(colour)) == group]
-        ax.scatter([r[x] for r in points], [r[objective] for r in points], label=group, alpha=0.8)
-    best = best_row(rows, objective, direction)
-    ax.scatter([best[x]], [best[objective]], s=160, facecolors="none", edgecolors="k", label="best")
-    ax.set_xscale("log", base=2 if x == "units" else 10)
-    ax.set(xlabel=x, ylabel=objective, title=f"{objective} against {x}, by {colour}")
-    ax.grid(alpha=0.3)
-    ax.legend(title=colour, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def draw_plots(rows, objective: str, direction: str, folder: Path) -> list[Path]:
     """The HAR tutorial's search figures, from the completed trials that have the values."""
     drawn = []
@@ -114,7 +92,8 @@ def draw_plots(rows, objective: str, direction: str, folder: Path) -> list[Path]
             r for r in ranked(rows, objective, direction) if isinstance(r.get(x), (int, float))
         ]
         if points:
-            drawn.append(scatter(points, x, colour, objective, direction, folder / name))
+            best = best_row(points, objective, direction)
+            drawn.append(plots.search_scatter(points, x, colour, objective, best, folder / name))
     return drawn
 
 

@@ -1,31 +1,41 @@
-"""PNG plots of a run: training curves, confusion matrix, forecasts, echo bars (matplotlib)."""
+"""Every PNG the zoo draws: training curves, confusion matrix, forecasts, echo bars, search
+scatters, streamed outputs.
+
+Figures are `matplotlib.figure.Figure` objects drawn with the Agg canvas, never pyplot: nothing
+is registered with pyplot's global state and the user's backend (a notebook's, say) is left as
+it is. Each function writes one PNG atomically and returns its path.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from zoo.runs import atomic_write
 
 
-def _save(fig, path: Path) -> Path:
-    """Write `fig` as a PNG atomically (`zoo.runs.atomic_write`) and close it."""
-    from zoo.runs import atomic_write
+def figure(*, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
+    """A new figure and its axes (a 2-D array of them when more than one)."""
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=nrows == ncols == 1)
+    return fig, axes
 
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as a PNG atomically (`zoo.runs.atomic_write`)."""
     fig.tight_layout()
     with atomic_write(path, "wb") as f:
         fig.savefig(f, dpi=110, format="png")
-    plt.close(fig)
     return path
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and each metric, train against validation, one panel each."""
     names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.6), squeeze=False)
+    fig, axes = figure(ncols=len(names), figsize=(5 * len(names), 3.6))
+    axes = np.atleast_2d(axes)
     for ax, name in zip(axes[0], names, strict=False):
         epochs = np.arange(1, len(history[name]) + 1)
         ax.plot(epochs, history[name], label="train")
@@ -34,7 +44,7 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
         ax.set(xlabel="epoch", ylabel=name, title=name)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusion matrix") -> Path:
@@ -42,19 +52,21 @@ def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusi
     from sklearn.metrics import ConfusionMatrixDisplay
 
     size = max(5.0, 0.55 * len(class_names) + 3)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = figure(figsize=(size, size * 0.85))
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=class_names).plot(
         ax=ax, cmap="Blues", colorbar=False, values_format="d"
     )
     # long class names: slanted, anchored at their tick so neighbours do not overlap
-    plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
+    for label in ax.get_xticklabels():
+        label.set(rotation=40, ha="right", rotation_mode="anchor")
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sequence_forecast(x, y, y_pred, path: Path, windows: int = 3) -> Path:
     """Next-step prediction on a few test windows: inputs, targets and predictions over time."""
-    fig, axes = plt.subplots(1, windows, figsize=(5 * windows, 3.4), squeeze=False)
+    fig, axes = figure(ncols=windows, figsize=(5 * windows, 3.4))
+    axes = np.atleast_2d(axes)
     for ax, i in zip(axes[0], range(min(windows, len(x))), strict=False):
         steps = np.arange(x.shape[1])
         ax.plot(steps, x[i, :, 0], "o-", ms=3, alpha=0.5, label="input")
@@ -64,21 +76,21 @@ def sequence_forecast(x, y, y_pred, path: Path, windows: int = 3) -> Path:
         ax.plot(steps + 1, y_pred[i].reshape(len(steps), -1)[:, 0], "r.", ms=6, label="prediction")
         ax.set(xlabel="step", title=f"test window {i}")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def series_forecast(
     actual, predicted, path: Path, baseline=None, title="Forecast vs actual"
 ) -> Path:
     """One-step-ahead forecasts along the test span, with the persistence forecast if given."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = figure(figsize=(10, 3.6))
     ax.plot(actual, "k-", lw=1.2, label="actual")
     ax.plot(predicted, "r-", lw=1, alpha=0.8, label="forecast")
     if baseline is not None:
         ax.plot(baseline, "b--", lw=0.8, alpha=0.6, label="persistence")
     ax.set(xlabel="test step", title=title)
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 STYLES = {  # method -> matplotlib style of its forecast line
@@ -130,7 +142,7 @@ def backtest_forecasts(
 
 def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) -> Path:
     """Input, target and predicted bits of a few echo windows as bars, row by row."""
-    fig, axes = plt.subplots(windows, 3, figsize=(12, 1.6 * windows), squeeze=False)
+    fig, axes = figure(nrows=windows, ncols=3, figsize=(12, 1.6 * windows))
     for row in range(min(windows, len(x))):
         for col, (values, label) in enumerate(
             [(x[row, :, 0], "input"), (y[row], "target"), (y_pred[row], "prediction")]
@@ -139,7 +151,7 @@ def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) ->
             colors = ["0.7" if t < echo_step else "C0" for t in range(len(values))]
             ax.bar(np.arange(len(values)), values, color=colors)
             ax.set(ylim=(0, 1.1), yticks=[], title=f"{label} (window {row})")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
@@ -185,20 +197,20 @@ def horizon_mse(
     curves: dict[str, list[float]], path: Path, title="Test MSE by horizon step"
 ) -> Path:
     """MSE against horizon step, one line a forecast (persistence dashed)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure(figsize=(7, 4))
     for label, mse in curves.items():
         style = "k--" if label == "persistence" else "o-"
         ax.plot(np.arange(1, len(mse) + 1), mse, style, ms=4, label=label)
     ax.set(xlabel="horizon step", ylabel="MSE", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def generated_series(seed, generated, path: Path, truth=None, close=None, title="") -> Path:
     """A seed window, the series generated from it and, if known, the true curve; `close`
     (start, steps) marks the stretch within tolerance of it."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = figure(figsize=(10, 3.6))
     seed, generated = np.asarray(seed), np.asarray(generated)
     ax.plot(np.arange(-len(seed), 0), seed[:, 0], "-", color="0.5", label="seed")
     if truth is not None:
@@ -208,4 +220,40 @@ def generated_series(seed, generated, path: Path, truth=None, close=None, title=
         ax.axvspan(close[0], close[0] + close[1], color="b", alpha=0.1, label="within tolerance")
     ax.set(xlabel="generated step", title=title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def search_scatter(rows, x: str, colour: str, objective: str, best: dict, path: Path) -> Path:
+    """A search's objective against `x` (log axis), one colour per value of `colour`; the best
+    trial ringed."""
+    fig, ax = figure(figsize=(6.4, 4.2))
+    for group in sorted({str(r.get(colour)) for r in rows}):
+        points = [r for r in rows if str(r.get(colour)) == group]
+        ax.scatter([r[x] for r in points], [r[objective] for r in points], label=group, alpha=0.8)
+    ax.scatter([best[x]], [best[objective]], s=160, facecolors="none", edgecolors="k", label="best")
+    ax.set_xscale("log", base=2 if x == "units" else 10)
+    ax.set(xlabel=x, ylabel=objective, title=f"{objective} against {x}, by {colour}")
+    ax.grid(alpha=0.3)
+    ax.legend(title=colour, fontsize=8)
+    return save(fig, path)
+
+
+def streamed_outputs(table: list[dict], class_names, hz: float, title: str, path: Path) -> Path:
+    """A stream's outputs over time: the predicted class (and the true one where known), or
+    each output value."""
+    fig, ax = figure(figsize=(12, 3.6))
+    t = np.array([row["time_s"] for row in table])
+    if class_names:
+        index = {name: i for i, name in enumerate(class_names)}
+        if table[0].get("label") not in (None, ""):
+            truth = [index.get(row["label"], np.nan) for row in table]
+            ax.plot(t, truth, "k-", lw=4, alpha=0.25, label="true")
+        ax.plot(t, [index[row["predicted"]] for row in table], "r.", ms=2, label="streamed")
+        ax.set_yticks(range(len(class_names)), class_names)
+    else:
+        for key in [k for k in table[0] if k.startswith("output_")]:
+            ax.plot(t, [row[key] for row in table], lw=1, label=key)
+    ax.set(xlabel=f"time (s, {hz:g} steps a second)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return save(fig, path)

@@ -714,34 +714,10 @@ def _csv_bytes(table: list[dict]) -> bytes:
     return text.getvalue().encode()
 
 
-def _plot_bytes(table, class_names, hz: float, title: str) -> bytes:
-    from zoo.plots import plt
-
-    fig, ax = plt.subplots(figsize=(12, 3.6))
-    t = np.array([row["time_s"] for row in table])
-    if class_names:
-        index = {name: i for i, name in enumerate(class_names)}
-        if table[0].get("label") not in (None, ""):
-            truth = [index.get(row["label"], np.nan) for row in table]
-            ax.plot(t, truth, "k-", lw=4, alpha=0.25, label="true")
-        ax.plot(t, [index[row["predicted"]] for row in table], "r.", ms=2, label="streamed")
-        ax.set_yticks(range(len(class_names)), class_names)
-    else:
-        for key in [k for k in table[0] if k.startswith("output_")]:
-            ax.plot(t, [row[key] for row in table], lw=1, label=key)
-    ax.set(xlabel=f"time (s, {hz:g} steps a second)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from zoo import plots
     from zoo.registry import UnknownNameError
     from zoo.tasks.base import DataError
 
@@ -810,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
         right = np.mean([row["predicted"] == row["label"] for row in table])
         summary += f"; outputs matching the label {right:.2%} (all outputs, from the first step)"
     _atomic_write(out / "stream.csv", _csv_bytes(table))
-    _atomic_write(out / "stream.png", _plot_bytes(table, class_names, hz, summary.split(";")[0]))
+    plots.streamed_outputs(table, class_names, hz, summary.split(";")[0], out / "stream.png")
     print(summary)
     print(f"Wrote {out / 'stream.csv'} and {out / 'stream.png'}")
     return 0
