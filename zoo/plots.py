@@ -111,9 +111,9 @@ def backtest_forecasts(
     shown = min(limit, len(info["series"]))
     cols = min(shown, 2)
     rows = -(-shown // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = figure(nrows=rows, ncols=cols, figsize=(7 * cols, 3.4 * rows))
     horizon, season = info["horizon"], info["season"]
-    for i, ax in enumerate(axes.ravel()):
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         if i >= shown:
             ax.axis("off")
             continue
@@ -137,7 +137,7 @@ def backtest_forecasts(
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) -> Path:
