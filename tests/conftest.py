@@ -49,6 +49,7 @@ LONGEST_FIRST = [
     "test_window_features.py",
     "test_tuning_isolate.py",
     "test_sequences.py",
+    "test_forecasting.py",
 ]
 
 

@@ -307,6 +307,20 @@ def quarterly_panel(path: Path) -> Path:
     return write(path, "\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
+def test_every_zoo_model_forecasts_in_data_units_on_the_series_task(tmp_path):
+    from zoo import create_model, list_models
+
+    task = get_task("series", data=airline_like(tmp_path / "a.csv"), horizon=3, log=True)
+    for name in list_models():
+        model = create_model(
+            name, task.input_shape, 3, output_kind="regression", preprocessing=task.preprocessing
+        )
+        pred = model.predict(task.x_test, verbose=0)
+        assert pred.shape == (1, 3) and np.isfinite(pred).all(), name
+        assert 0.2 < pred.mean() / task.x_test[..., 0].mean() < 5, name  # data units, not scaled
+
+
 @pytest.fixture(scope="module")
 def backtest_run(tmp_path_factory):
     """A tiny two-fold backtest of a panel (zoo.train series ... folds=2)."""

@@ -37,6 +37,7 @@ def __getattr__(name: str):
         importlib.import_module("zoo.scaling")
         importlib.import_module("zoo.smoothing")
         importlib.import_module("zoo.fused")
+        importlib.import_module("zoo.scaling")
     module = importlib.import_module(_EXPORTS[name])
     return getattr(module, name)
 

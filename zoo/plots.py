@@ -110,10 +110,9 @@ def backtest_forecasts(
     shown = min(limit, len(info["series"]))
     cols = min(shown, 2)
     rows = -(-shown // cols)
-    fig = Figure(figsize=(7 * cols, 3.4 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = figure(nrows=rows, ncols=cols, figsize=(7 * cols, 3.4 * rows))
     horizon, season = info["horizon"], info["season"]
-    for i, ax in enumerate(axes.ravel()):
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         if i >= shown:
             ax.axis("off")
             continue

@@ -87,8 +87,9 @@ def series(
     log: bool = False,
     season_inputs: bool = False,
 ) -> Task:
-    """Forecast your own series: from `window` values predict the next `horizon`, tested on the
-    last `horizon` steps of every series.
+    """Your series to forecast (CSV with dates, or npz), tested on each one's last `horizon` steps.
+
+    From `window` values the model predicts the next `horizon`.
 
     Data: `data` is a CSV or a one-array `.npz` (`zoo.tasks.panel.read_panel`). A CSV is wide
     (an optional time column, then one column a series; `target=NAME`, several as "a,b", picks
