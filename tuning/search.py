@@ -266,6 +266,26 @@ def best_model(tuner, hypermodel, trial, epochs: int):
         return model
 
 
+def replay_config(trial, hypermodel, *, epochs: int, patience: int, seed: int) -> dict:
+    """`trial`'s values as `python -m zoo.train --hparams` replays them: for the epochs its
+    early stopping kept (the mean over its executions, recorded as `best_epoch`), with its
+    schedule and batch (`tuning.hypermodel.training_config`)."""
+    from tuning.hypermodel import model_name, training_config
+
+    values = trial.hyperparameters.values
+    kept = (
+        trial.metrics.get_last_value("best_epoch") if trial.metrics.exists("best_epoch") else None
+    )
+    return training_config(
+        values,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        best_epoch=kept,
+        schedule=hypermodel.schedule(model_name(values)),
+    )
+
+
 def last_error(trials) -> str:
     """The last line of the most recent failed trial's message."""
     messages = [t.message for t in trials if t.message]
@@ -290,7 +310,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     from keras_tuner.src.engine.trial import TrialStatus
 
     from tuning import report
-    from tuning.hypermodel import model_name, training_config
+    from tuning.hypermodel import model_name
     from zoo.runs import save_model, write_json
     from zoo.scoring import headline, score
 
@@ -315,7 +335,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
     if args.task_option:  # python -m zoo.train reads them from --hparams too
         config["task_options"] = parse_assignments(args.task_option, "--task-option")
-    config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
+    config |= replay_config(best, hypermodel, epochs=epochs, patience=args.patience, seed=args.seed)
     write_json(project_dir / "best_hparams.json", config)
     model = best_model(tuner, hypermodel, best, epochs)
     save_model(model, project_dir / "best_model.keras")

@@ -29,6 +29,7 @@ from keras_tuner.src.engine.trial import Trial, TrialStatus
 from tuning import distributed, isolate
 from tuning.hypermodel import Diverged
 from zoo import runs
+from zoo.fit import best_epoch
 from zoo.registry import Registry
 
 TUNERS = Registry("tuner")
@@ -233,6 +234,7 @@ def costs(started: float, epochs_run: list[int]) -> dict[str, float]:
     """A trial's costs: mean epochs run an execution, seconds since `started`, RSS in MiB."""
     return {
         "epochs_run": statistics.mean(epochs_run),
+        "executions": len(epochs_run),
         "seconds": round(time.perf_counter() - started, 2),
         "rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1),
     }
@@ -263,8 +265,9 @@ class ZooTuner(kt.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         """Train as keras-tuner does (each execution from its own seed, see
-        `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb` and `objective_std`, the
-        spread of the executions' objectives (the oracle sees their mean).
+        `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb`, `objective_std`, the
+        spread of the executions' objectives (the oracle sees their mean), and `best_epoch`,
+        the mean of the epochs their early stopping kept (what a replay trains for).
 
         A diverged trial records them too, with a NaN objective (the oracle wants one).
         """
@@ -282,10 +285,14 @@ class ZooTuner(kt.Tuner):
         best = max if objective.direction == "max" else min
         values = [best(h.history[objective.name]) for h in histories]
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        first = trial.hyperparameters.values.get("tuner/initial_epoch", 0)
+        kept = [
+            best_epoch(h.history, (objective.name, objective.direction), first) for h in histories
+        ]
         return (
             metrics
             | costs(started, [len(h.history["loss"]) for h in histories])
-            | {"objective_std": spread}
+            | {"objective_std": spread, "best_epoch": statistics.mean(kept)}
         )
 
     def _run_isolated(self, trial, *args, **kwargs):
