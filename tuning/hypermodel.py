@@ -335,7 +335,7 @@ class ZooHyperModel(kt.HyperModel):
             "optimizer": self._declare(hp, "optimizer"),
             "learning_rate": self._declare(hp, "learning_rate"),
             "batch_size": self._declare(hp, "batch_size"),
-            "epochs": epochs or hp.values.get("tuner/epochs", self.epochs),
+            "epochs": hp.values.get("tuner/epochs") or epochs or self.epochs,  # a rung's own
             "patience": self.patience,
             "seed": self.seed + EXECUTION_SEED_STEP * self.execution,
             **self.schedule(model),
