@@ -236,20 +236,21 @@ def set_tf_threads(threads: int) -> None:
 @contextlib.contextmanager
 def lstm_layer(cls):
     """Build zoo models with `cls` as every LSTM layer, bidirectional or not (None: as the
-    registry builds them)."""
-    import zoo.models
+    registry builds them). Every family builds its recurrent layers through
+    `zoo.models.recurrent.layer_class`."""
+    from zoo.models import recurrent
 
     if cls is None:
         yield
         return
-    saved = zoo.models.layer_class
-    zoo.models.layer_class = lambda cell, bidirectional: (
+    saved = recurrent.layer_class
+    recurrent.layer_class = lambda cell, bidirectional: (
         cls if cell == "lstm" else saved(cell, bidirectional)
     )
     try:
         yield
     finally:
-        zoo.models.layer_class = saved
+        recurrent.layer_class = saved
 
 
 def keras_configs(name: str, backend: str) -> dict:

@@ -24,6 +24,7 @@ from tuning.hypermodel import ZooHyperModel, training_config
 from tuning.search import parse_fixed
 from tuning.tuners import TUNERS
 from zoo import get_task, list_models, looks_ahead
+from zoo.models import model_hyperparameters
 from zoo import train as train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,14 +95,19 @@ def assert_no_trial_ran_twice(project: Path, trials: int) -> dict:
 
 @pytest.mark.parametrize("name", list_models())
 def test_hypermodel_builds_each_registered_model(name):
-    hypermodel = ZooHyperModel(tiny_count_ones(), fixed={"model": [name], "units": [8]})
+    fixed = {"model": [name], "units": [8]}
+    fixed |= {k: [4] for k in ("filters",) if k in model_hyperparameters(name)}  # fast
+    hypermodel = ZooHyperModel(tiny_count_ones(), fixed=fixed)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert model.name == name and hp.values["model"] == name
     assert model.output_shape == (None, 7) and model.optimizer is not None  # compiled
     specific = {"conv_lstm": {"conv_layers", "filters", "kernel_size"}}
     specific["attention_lstm"] = {"attention_size"}
+    fcn = {"filters", "kernel_size", "squeeze_excite", "shuffle"}
+    specific |= {"gru_fcn": fcn, "lstm_fcn": fcn | {"attention"}, "mlstm_fcn": fcn | {"attention"}}
     assert set(hp.values) - COMMON == specific.get(name, set())
+    assert set(hp.values) - set(model_hyperparameters(name)) <= COMMON
 
 
 def test_bidirectional_switch_builds_the_twin_and_replays_as_it():

@@ -3,12 +3,19 @@
 Every hyperparameter is named like the builder argument or the `python -m zoo.train` flag it
 replays as, so the best trial's values become a `--hparams` file (`training_config`):
 
-- `model`: a choice of registered models (filtered by globs; models that read sequences backwards
-  are left out on causal tasks). When a model and its bidirectional twin (`lstm` and `bilstm`)
-  are both candidates, the twin is folded into `bidirectional`, a switch active for such models.
-- `depth`, `units`, `dropout`, `recurrent_dropout`, `l2`: what every builder takes.
+- `model`: a choice of registered models (filtered by globs; models that cannot serve the task
+  are left out: those that read later steps on causal tasks, those that give one output a window
+  on sequence tasks, the RNN-FCN models on windows shorter than their smallest kernel). Models
+  that differ only in defaults are one point (`stacked_lstm` is `lstm` with depth 2, `mlstm_fcn`
+  is `lstm_fcn` with squeeze-and-excitation). When a model and its bidirectional twin (`lstm` and
+  `bilstm`) are both candidates, the twin is folded into `bidirectional`, a switch active for
+  such models.
+- `depth`, `units`, `dropout`, `recurrent_dropout`, `l2`: what the recurrent builders take.
 - `conv_layers`, `filters`, `kernel_size` (conv_lstm) and `attention_size` (attention_lstm): in
   conditional scopes of the models that take them, so other trials do not sample them.
+- the RNN-FCN family (`lstm_fcn`, `gru_fcn`): `units`, `dropout`, `filters`, `kernel_size`,
+  `squeeze_excite`, `shuffle` and `attention` with the family's own ranges (`fcn_space`), in a
+  conditional scope of its models apart from the recurrent family's.
 - `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_for`) and `batch_size`
   (fit). The learning-rate schedule is the model's own (`zoo.config.training_defaults_for`:
   constant, `plateau` for the FCN family).
@@ -29,7 +36,16 @@ import numpy as np
 
 from zoo.config import OPTIMIZERS, training_defaults_for
 from zoo.fit import compile_for, fit, validation_data
-from zoo.models import MODELS, create_model, list_models, looks_ahead, model_hyperparameters
+from zoo.models import (
+    MODELS,
+    create_model,
+    list_models,
+    looks_ahead,
+    model_hyperparameters,
+    model_output_kinds,
+    rnn_fcn_model,
+    same_family,
+)
 from zoo.registry import UnknownNameError
 from zoo.tasks.base import Task
 
@@ -49,6 +65,30 @@ MODEL_SPACE = {
         "attention_size", 16, 128, step=2, sampling="log", default=64
     ),
 }
+# The RNN-FCN family's kernel sizes (`kernel_size` k: blocks of k, 5k/8, 3k/8), those no longer
+# than the task's window.
+FCN_KERNELS = (3, 5, 8)
+
+
+def fcn_space(window: int | None, masked: bool) -> dict:
+    """The RNN-FCN family's own ranges for a task whose windows are `window` steps (None: any).
+    Karim et al. search 8, 64 and 128 units and use dropout 0.8; a padded (masked) task fixes
+    `shuffle` off (the dimension shuffle would read the padding)."""
+    kernels = [k for k in FCN_KERNELS if window is None or k <= window]
+    return {
+        "units": lambda hp: hp.Choice("units", [8, 32, 64, 128], default=8),
+        "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.2, 0.5, 0.8], default=0.8),
+        "filters": lambda hp: hp.Choice("filters", [32, 64, 128], default=128),
+        "kernel_size": lambda hp: hp.Choice("kernel_size", kernels, default=kernels[-1]),
+        "squeeze_excite": lambda hp: hp.Boolean("squeeze_excite", default=False),
+        "shuffle": (lambda hp: hp.Fixed("shuffle", False))
+        if masked
+        else (lambda hp: hp.Boolean("shuffle", default=True)),
+        "attention": lambda hp: hp.Boolean("attention", default=False),
+    }
+
+
+FAMILY_SPACES = {rnn_fcn_model: fcn_space}
 # The switch between a model and its bidirectional twin (see `bidirectional_twin`).
 DIRECTION_SPACE = {"bidirectional": lambda hp: hp.Boolean("bidirectional", default=False)}
 # Training hyperparameters; batch_size's choices also hold the task's own, its default.
@@ -58,7 +98,8 @@ TRAINING_SPACE = {
 }
 BATCH_SIZES = (16, 32, 64, 128)
 EXECUTION_SEED_STEP = 1000  # execution K of a trial builds its model with seed + 1000*K
-NAMES = ("model", *DIRECTION_SPACE, *MODEL_SPACE, *TRAINING_SPACE, "batch_size")
+MODEL_NAMES = tuple(dict.fromkeys([*MODEL_SPACE, *fcn_space(None, False)]))
+NAMES = ("model", *DIRECTION_SPACE, *MODEL_NAMES, *TRAINING_SPACE, "batch_size")
 
 
 class Diverged(kt.errors.FailedTrialError):
@@ -121,9 +162,7 @@ def training_config(
 def same_point(a: str, b: str) -> bool:
     """True when models `a` and `b` differ only in defaults (`stacked_lstm` is `lstm` with
     depth 2): the space holds both as the same points."""
-    return MODELS.get(a).structure == MODELS.get(b).structure and model_hyperparameters(
-        a
-    ) == model_hyperparameters(b)
+    return same_family(a, b) and model_hyperparameters(a) == model_hyperparameters(b)
 
 
 def without_duplicates(models: list[str]) -> list[str]:
@@ -134,17 +173,35 @@ def without_duplicates(models: list[str]) -> list[str]:
     ]
 
 
+def unsuitable(task: Task, model: str) -> str | None:
+    """Why `model` cannot serve `task`, as the end of "MODELS ..." (None when it can)."""
+    if task.causal and looks_ahead(model):
+        return f"look ahead, and task {task.name!r} is causal (its targets are later inputs)"
+    if task.output_kind not in model_output_kinds(model):
+        return f"give one output a window, and task {task.name!r} wants {task.output_kind}"
+    window = task.model_steps
+    if MODELS.get(model).builder in FAMILY_SPACES and window is not None:
+        if window < min(FCN_KERNELS):
+            return (
+                f"need windows of at least {min(FCN_KERNELS)} steps (their convolution kernels), "
+                f"and task {task.name!r} has {window}"
+            )
+    return None
+
+
 def candidate_models(task: Task, pattern: str | None = None) -> list[str]:
-    """Registered models matching the globs that suit `task` (none looking ahead if causal)."""
+    """Registered models matching the globs that suit `task` (see `unsuitable`)."""
     matched = list_models(pattern)
-    suitable = [m for m in matched if not (task.causal and looks_ahead(m))]
+    why = {m: unsuitable(task, m) for m in matched}
+    suitable = [m for m in matched if why[m] is None]
     if suitable:
         return suitable
     if matched:
-        raise ValueError(
-            f"--models {pattern!r}: {', '.join(matched)} look ahead, and task {task.name!r} is "
-            "causal (its targets are later inputs)"
-        )
+        reasons = {}
+        for model, reason in why.items():
+            reasons.setdefault(reason, []).append(model)
+        shown = "; ".join(f"{', '.join(models)} {reason}" for reason, models in reasons.items())
+        raise ValueError(f"--models {pattern!r}: {shown}")
     raise ValueError(
         f"no model matches --models {pattern!r}. Available: {', '.join(list_models())}"
     )
@@ -209,7 +266,6 @@ class ZooHyperModel(kt.HyperModel):
         self.models = [m for m in candidates if m not in self.twins.values()]
         self.space = {
             **DIRECTION_SPACE,
-            **MODEL_SPACE,
             **TRAINING_SPACE,
             "batch_size": lambda hp: hp.Choice(
                 "batch_size",
@@ -217,12 +273,23 @@ class ZooHyperModel(kt.HyperModel):
                 default=defaults["batch_size"],
             ),
         }
-        # hyperparameter -> the models taking it (None: every candidate does)
+        # hyperparameter -> [(its range, the models taking it with that range or None for
+        # every candidate)]: a family with its own range declares it in its own scope
+        spaces = {
+            builder: space(task.model_steps, bool((task.preprocessing or {}).get("mask")))
+            for builder, space in FAMILY_SPACES.items()
+        }
         self.scopes = {}
-        for key in MODEL_SPACE:
-            takers = [m for m in self.models if key in model_hyperparameters(m)]
-            if takers:
-                self.scopes[key] = None if takers == self.models else takers
+        for key in MODEL_NAMES:
+            groups: dict = {}
+            for model in self.models:
+                if key in model_hyperparameters(model):
+                    family_space = spaces.get(MODELS.get(model).builder, {})
+                    declare = family_space.get(key, MODEL_SPACE.get(key))
+                    groups.setdefault(declare, []).append(model)
+            if groups:
+                whole = len(groups) == 1 and next(iter(groups.values())) == self.models
+                self.scopes[key] = [(d, None if whole else m) for d, m in groups.items()]
         self._check_fixed_values()
 
     def __reduce__(self):
@@ -250,7 +317,7 @@ class ZooHyperModel(kt.HyperModel):
                 "--fix bidirectional applies only when a model and its bidirectional twin are "
                 "both candidates (e.g. --models 'lstm,bilstm')"
             )
-        for key in MODEL_SPACE:
+        for key in MODEL_NAMES:
             if key in fixed and key not in self.scopes:
                 raise ValueError(
                     f"--fix {key}: none of the candidate models ({', '.join(self.models)}) takes it"
@@ -267,11 +334,12 @@ class ZooHyperModel(kt.HyperModel):
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
                 raise ValueError(f"--fix batch_size must be a positive integer. Received: {size!r}")
 
-    def _declare(self, hp: kt.HyperParameters, name: str):
-        """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range."""
+    def _declare(self, hp: kt.HyperParameters, name: str, space=None):
+        """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range (`space`,
+        else the one in `self.space`)."""
         values = self.fixed.get(name)
         if values is None:
-            return self.space[name](hp)
+            return (space or self.space[name])(hp)
         if len(values) == 1:
             return hp.Fixed(name, values[0])
         return hp.Choice(name, values)
@@ -300,12 +368,14 @@ class ZooHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(self.seed + EXECUTION_SEED_STEP * self.execution)
         name = self._declare_model(hp)
         kwargs = {}
-        for key, takers in self.scopes.items():
-            if takers is None:
-                kwargs[key] = self._declare(hp, key)
-            else:
-                with hp.conditional_scope("model", takers):
-                    kwargs[key] = self._declare(hp, key)  # None unless `model` takes it
+        for key, groups in self.scopes.items():
+            for space, takers in groups:
+                if takers is None:
+                    kwargs[key] = self._declare(hp, key, space)
+                else:
+                    with hp.conditional_scope("model", takers):
+                        value = self._declare(hp, key, space)  # None unless `model` takes it
+                    kwargs[key] = value if value is not None else kwargs.get(key)
         model = create_model(
             name,
             self.task.input_shape,

@@ -56,6 +56,16 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def boolean(text: str) -> bool:
+    """argparse type: true or false (also yes/no, on/off, 1/0)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
 def parse_value(text: str):
     """A command-line value as the type it reads as: int, float, bool, None or str."""
     lowered = text.strip().lower()

@@ -7,7 +7,14 @@ import json
 import math
 from pathlib import Path
 
-from zoo.models import MODELS, looks_ahead, model_hyperparameters
+from zoo.models import (
+    MODELS,
+    looks_ahead,
+    rnn_fcn_model,
+    model_hyperparameters,
+    model_output_kinds,
+    why_it_looks_ahead,
+)
 from zoo.presets import NO_PRESET, default_preset, get_preset
 from zoo.tasks import TASKS, Task, get_task, task_options, task_reads_data
 
@@ -141,18 +148,25 @@ def load_task(task: str, data=None, options: dict | None = None) -> Task:
 
 
 def check_pairing(task: Task, model: str) -> None:
-    """Refuse a model that would read a causal task's answers from later inputs, or that cannot
-    carry state forward on a stateful task."""
-    if task.stateful_batch and looks_ahead(model):
+    """Refuse a model that would read a causal task's answers from later inputs, that cannot
+    carry state forward on a stateful task, or that cannot give the task's kind of output."""
+    why = why_it_looks_ahead(model)
+    if task.stateful_batch and why:
         raise ValueError(
-            f"model {model!r} reads sequences backwards, so it cannot carry its state forward "
+            f"model {model!r} {why}, so it cannot carry its state forward "
             "from batch to batch (stateful); use a unidirectional model such as lstm or gru"
         )
-    if task.causal and looks_ahead(model):
+    if task.causal and why:
         allowed = [m for m in MODELS.list() if not looks_ahead(m)]
         raise ValueError(
-            f"model {model!r} reads sequences backwards, so on task {task.name!r} (next-step "
+            f"model {model!r} {why}, so on task {task.name!r} (next-step "
             f"prediction) it would see the targets. Use one of: {', '.join(allowed)}"
+        )
+    if task.output_kind not in model_output_kinds(model):
+        allowed = [m for m in MODELS.list() if task.output_kind in model_output_kinds(m)]
+        raise ValueError(
+            f"model {model!r} gives one output a window ({' or '.join(model_output_kinds(model))})"
+            f"; task {task.name!r} wants {task.output_kind}. Use one of: {', '.join(allowed)}"
         )
 
 
@@ -192,7 +206,7 @@ def small_data_batch(task: Task) -> int:
 
 def is_fcn(model: str) -> bool:
     """True for the RNN-FCN family (a convolutional branch beside the recurrent one)."""
-    return model in MODELS and "fcn" in MODELS.get(model).structure.get("family", model)
+    return model in MODELS and MODELS.get(model).builder is rnn_fcn_model
 
 
 def fcn_recipe(task: Task) -> dict:

@@ -749,14 +749,15 @@ def main(argv: list[str] | None = None) -> int:
         from zoo import backend
 
         backend.load()
-        from zoo.models import looks_ahead
+        from zoo.models import why_it_looks_ahead
         from zoo.runs import load_model, locate_run
 
         model_path, config = locate_run(args.run)
         hp = config["hyperparameters"]
-        if looks_ahead(hp["model"]):
+        why = why_it_looks_ahead(hp["model"])
+        if why:
             raise StreamError(
-                f"model {hp['model']!r} is bidirectional: its output at a step depends on later "
+                f"model {hp['model']!r} {why}: its output at a step depends on later "
                 "steps, so it cannot stream; train a unidirectional model (e.g. lstm, gru)"
             )
         streamer = Streamer(load_model(model_path), run_preprocessing(config))

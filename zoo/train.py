@@ -14,7 +14,7 @@ import json
 import shutil
 import sys
 
-from zoo.cli import Parser, non_negative_float, non_negative_int, positive_int
+from zoo.cli import Parser, boolean, non_negative_float, non_negative_int, positive_int
 from zoo.config import (
     DEFAULTS,
     JIT_CHOICES,
@@ -24,6 +24,7 @@ from zoo.config import (
     SMALL_DATA,
 )
 from zoo.distribute import CHOICES as DISTRIBUTE_CHOICES
+from zoo.models import MODELS, model_defaults
 from zoo.registry import UnknownNameError
 
 ENVIRONMENT = (
@@ -33,11 +34,35 @@ ENVIRONMENT = (
 )
 
 
+# The hyperparameters with a flag of their own below; every other one a model takes gets a flag
+# made from its name and default (`model_flags`), so a new family needs no CLI code.
+OWN_FLAGS = ("units", "depth", "dropout", "recurrent_dropout", "l2")
+
+
+def model_flags() -> dict[str, tuple[object, list[str]]]:
+    """Every hyperparameter some model takes that has no flag of its own: name -> (a default,
+    the models that take it)."""
+    flags: dict[str, tuple[object, list[str]]] = {}
+    for name in MODELS.list():
+        for key, value in model_defaults(name).items():
+            if key not in OWN_FLAGS:
+                flags.setdefault(key, (value, []))[1].append(name)
+    return flags
+
+
+def _flag_type(value):
+    """The argparse type of a flag whose default is `value`: the builder checks the range."""
+    if isinstance(value, bool):
+        return boolean
+    if isinstance(value, int):
+        return non_negative_int
+    return float if isinstance(value, float) else str
+
+
 def own_defaults(task: str | None, model: str | None) -> dict:
     """The values `python -m zoo.train TASK MODEL` trains with when a flag is left out (the
     preset TASK_MODEL, the task's training defaults, the model's hyperparameters), or {} when
     TASK and MODEL are not both known."""
-    from zoo.models import MODELS, model_defaults
     from zoo.presets import default_preset, get_preset
     from zoo.tasks import TASKS
     from zoo.tasks.base import training_defaults
@@ -56,6 +81,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     known = own_defaults(task, model)
 
     def default(key: str, otherwise: str) -> str:
+        if known and key not in known:
+            return f"{model} takes no {key}"
         value = known.get(key, "") if known else ""
         shown = "the optimizer's own" if value is None else value
         return f"default for {task} {model}: {shown}" if known else f"default: {otherwise}"
@@ -87,7 +114,9 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "--batch-size", type=positive_int, help=f"batch size ({default('batch_size', task_own)})"
     )
     p.add_argument(
-        "--units", type=positive_int, help=f"units a recurrent layer ({default('units', '64')})"
+        "--units",
+        type=positive_int,
+        help=f"units a recurrent layer ({default('units', model_own)})",
     )
     p.add_argument(
         "--depth",
@@ -97,7 +126,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--dropout",
         type=float,
-        help=f"dropout after each recurrent layer ({default('dropout', '0')})",
+        help="dropout after each recurrent layer (the RNN-FCN models: on the recurrent branch) "
+        f"({default('dropout', model_own)})",
     )
     p.add_argument(
         "--recurrent-dropout",
@@ -107,6 +137,14 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--l2", type=non_negative_float, help=f"L2 penalty on kernels ({default('l2', '0')})"
     )
+    for key, (value, takers) in model_flags().items():
+        shown = "true or false" if isinstance(value, bool) else None
+        p.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=_flag_type(value),
+            metavar=shown and "{true,false}",
+            help=f"{key} of {', '.join(takers)} ({default(key, model_own)})",
+        )
     p.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
@@ -122,13 +160,13 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         choices=LR_SCHEDULES,
         help="cosine: decay the learning rate to 0 over --epochs; plateau: halve it after "
         "--lr-patience epochs without a lower training loss, down to a tenth "
-        f"({default('lr_schedule', 'constant; plateau for the FCN models')})",
+        "(default: constant; plateau for the FCN models)",
     )
     p.add_argument(
         "--lr-patience",
         type=positive_int,
         help="plateau schedule: epochs without a lower training loss before the learning rate "
-        f"halves ({default('lr_patience', 'a twentieth of the epochs')})",
+        "halves (default: a twentieth of the epochs, 5 at least)",
     )
     p.add_argument(
         "--patience",
@@ -214,7 +252,6 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
 
 def list_everything() -> str:
     """Models (with their hyperparameters), tasks (options and training defaults) and presets."""
-    from zoo.models import MODELS, model_defaults
     from zoo.presets import PRESETS
     from zoo.tasks import TASKS, task_options
     from zoo.tasks.base import training_defaults
