@@ -24,8 +24,8 @@ from tuning.hypermodel import ZooHyperModel, training_config
 from tuning.search import parse_fixed
 from tuning.tuners import TUNERS
 from zoo import get_task, list_models, looks_ahead
-from zoo.models import model_hyperparameters
 from zoo import train as train_cli
+from zoo.models import model_hyperparameters
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "--task-option length=6 --task-option train_size=40 --task-option val_size=8".split()

@@ -10,9 +10,9 @@ from pathlib import Path
 from zoo.models import (
     MODELS,
     looks_ahead,
-    rnn_fcn_model,
     model_hyperparameters,
     model_output_kinds,
+    rnn_fcn_model,
     why_it_looks_ahead,
 )
 from zoo.presets import NO_PRESET, default_preset, get_preset
