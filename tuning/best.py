@@ -29,7 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from tuning.search import CV_BELOW, DEFAULT_DIR, check_resume, duration, parse_fixed
+from tuning.search import (
+    CV_BELOW,
+    DEFAULT_DIR,
+    check_folds,
+    check_resume,
+    duration,
+    parse_fixed,
+)
 from zoo.cli import Parser, parse_assignments, positive_int
 
 # The models searched unless --models says: the RNN-FCN family (lstm_fcn with
@@ -84,6 +91,13 @@ def build_parser() -> Parser:
         f"{CV_BELOW} windows, else 1: the validation split)",
     )
     p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="epochs of the top rung (the lower ones a third and a ninth of it), early "
+        "stopping aside (default: the small-data defaults' on a small training split, else "
+        "the task's own)",
+    )
+    p.add_argument(
         "--max-trials", type=positive_int, default=MAX_TRIALS, help="most trials, all rungs"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the search and of every model")
@@ -95,16 +109,6 @@ def build_parser() -> Parser:
     )
     p.add_argument("--quiet", action="store_true", help="only the search's progress lines")
     return p
-
-
-def check_folds(task, folds: int) -> None:
-    """Refuse more folds than labelled windows outside the test split, in one line."""
-    windows = len(task.x_train) + len(task.x_val)
-    if folds > windows:
-        raise ValueError(
-            f"--cv {folds}: the task has {windows} labelled windows outside its test split "
-            f"(train and validation), fewer than the folds; use --cv {max(1, windows)} or fewer"
-        )
 
 
 def settings_of(args, epochs: int) -> dict:
@@ -153,8 +157,10 @@ def prepare(args):
     if args.cv is None:
         args.cv = DEFAULT_FOLDS if len(task.x_train) < CV_BELOW else 1
     check_folds(task, args.cv)
-    epochs = training_defaults_for(task)["epochs"]
-    hypermodel = ZooHyperModel(task, models=args.models, fixed=fixed, seed=args.seed)
+    epochs = args.epochs or training_defaults_for(task)["epochs"]
+    hypermodel = ZooHyperModel(
+        task, models=args.models, fixed=fixed, seed=args.seed, epochs=epochs
+    )
     if args.cv > 1:
         hypermodel.use_folds(args.cv)
     project = args.project or f"{args.task}-best"

@@ -235,6 +235,16 @@ def settings_of(args, epochs: int) -> dict:
     }
 
 
+def check_folds(task, folds: int) -> None:
+    """Refuse more folds than labelled windows outside the test split, in one line."""
+    windows = len(task.x_train) + len(task.x_val)
+    if folds > windows:
+        raise ValueError(
+            f"--cv {folds}: the task has {windows} labelled windows outside its test split "
+            f"(train and validation), fewer than the folds; use --cv {max(1, windows)} or fewer"
+        )
+
+
 def check_resume(project_dir: Path, settings: dict, overwrite: bool) -> None:
     """Refuse to resume a project that was started with other settings."""
     saved = project_dir / "search.json"
@@ -386,6 +396,7 @@ def prepare(args):
     if args.cv is None:
         args.cv = CV_FOLDS if len(task.x_train) < CV_BELOW else 1
     if args.cv > 1:
+        check_folds(task, args.cv)
         hypermodel.use_folds(args.cv)
     project = args.project or f"{args.task}-{args.tuner}"
     if role != "worker":

@@ -360,8 +360,8 @@ def prepare(config: dict):
         chosen.pop("lr_patience", None)
     elif "lr_patience" not in chosen:
         chosen["lr_patience"] = max(5, config.get("epochs", chosen["epochs"]) // 20)
-    if not all(key in config for key in chosen):
-        note = small_data_note(task, chosen)
+    if set(chosen) - set(config) - {"patience", "lr_schedule", "lr_patience"}:
+        note = small_data_note(task, {**chosen, **config})  # what this run trains with
         if note:
             print(note)
     if task.stateful_batch and config["ensemble"] > 1:
