@@ -25,6 +25,7 @@ the winner with `python -m zoo.train TASK --hparams RUN_DIR/best_hparams.json`.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ from zoo.cli import Parser, parse_assignments, positive_int
 DEFAULT_MODELS = "lstm_fcn,gru_fcn,lstm,gru"
 DEFAULT_FOLDS = 3
 MAX_TRIALS = 500
+PROBE_BATCHES = 3  # batches a probe epoch
 
 
 def build_parser() -> Parser:
@@ -143,6 +145,50 @@ def starting_points(hypermodel, task) -> list[dict]:
     return starts
 
 
+def probe(hypermodel, oracle) -> dict[str, float]:
+    """Seconds an epoch of one execution, for each start (each model at its defaults), from
+    two epochs of PROBE_BATCHES batches of the first fold (after one to build and trace)."""
+    import keras_tuner as kt
+
+    from zoo.fit import fit
+
+    rates = {}
+    hypermodel.execution = 0
+    for start in oracle.starts:
+        values = oracle.complete(start)
+        hp = kt.HyperParameters()
+        hp.values = dict(values)
+        model = hypermodel.build(hp)
+        (x, y, w), validation = hypermodel.training_data()
+        settings = hypermodel.settings(hp)
+        batch = settings["batch_size"]
+        rows = slice(0, min(len(x), PROBE_BATCHES * batch))
+        part = (x[rows], y[rows], None if w is None else w[rows])
+        fit(model, hypermodel.task, part, None, {**settings, "epochs": 1})  # build and trace
+        began = time.perf_counter()
+        fit(model, hypermodel.task, part, None, {**settings, "epochs": 2})
+        seconds_a_batch = (time.perf_counter() - began) / (2 * math.ceil(len(part[0]) / batch))
+        batches = math.ceil(len(x) / batch) + math.ceil(len(validation[0]) / 1024)
+        rates[values["model"]] = seconds_a_batch * batches
+    return rates
+
+
+def size_rungs(oracle, hypermodel, epochs: int, seconds: float) -> int:
+    """The top rung's epochs, `epochs` at most, such that every start's first-rung trial fits
+    in a third of `seconds` (the search's time); the rungs, patience and plateau follow it."""
+    from tuning.tuners import rung_schedule  # imports Keras: after zoo.backend.load()
+
+    rates = sum(oracle.probed.values())
+    if rates > 0:
+        first_rung = seconds / (3 * oracle.executions * rates)
+        epochs = max(1, min(epochs, int(first_rung * oracle.factor**2)))
+    oracle.rung_epochs = rung_schedule(epochs, oracle.factor, len(oracle.rung_epochs))
+    hypermodel.epochs = epochs
+    hypermodel.patience = max(hypermodel.task.patience, epochs // 4)
+    hypermodel.lr_patience = max(5, epochs // 20)
+    return epochs
+
+
 def prepare(args):
     """Task, hypermodel and tuner; bad input raises before anything is written."""
     from tuning.hypermodel import ZooHyperModel
@@ -158,9 +204,7 @@ def prepare(args):
         args.cv = DEFAULT_FOLDS if len(task.x_train) < CV_BELOW else 1
     check_folds(task, args.cv)
     epochs = args.epochs or training_defaults_for(task)["epochs"]
-    hypermodel = ZooHyperModel(
-        task, models=args.models, fixed=fixed, seed=args.seed, epochs=epochs
-    )
+    hypermodel = ZooHyperModel(task, models=args.models, fixed=fixed, seed=args.seed, epochs=epochs)
     if args.cv > 1:
         hypermodel.use_folds(args.cv)
     project = args.project or f"{args.task}-best"
@@ -235,11 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     oracle = tuner.oracle
     oracle.set_time_budget(args.time_budget - (time.monotonic() - started))
     write_settings(args, task, Path(tuner.project_dir), epochs)
+    from tuning.tuners import REFIT_SHARE  # imports Keras: after zoo.backend.load()
+
+    oracle.probed = probe(hypermodel, oracle)
+    search_seconds = oracle.budget * (1 - REFIT_SHARE) - (time.monotonic() - started)
+    sized = size_rungs(oracle, hypermodel, epochs, search_seconds)
+    shown = ", ".join(f"{m} {t:.2g} s" for m, t in oracle.probed.items())
+    print(f"Seconds an epoch (a fold): {shown}", flush=True)
     folds = f"{args.cv}-fold cross-validation" if args.cv > 1 else "the validation split"
     print(
         f"Searching {', '.join(hypermodel.models)} on {task.name} ({len(task.x_train)} train, "
         f"{len(task.x_val)} validation windows; {folds}), rungs of "
-        f"{', '.join(map(str, oracle.rung_epochs))} epochs, "
+        f"{', '.join(map(str, oracle.rung_epochs))} epochs"
+        f"{f' (cut from {epochs} to fit the budget)' if sized < epochs else ''}, "
         f"{args.time_budget / 60:g} min in all",
         flush=True,
     )

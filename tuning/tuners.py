@@ -265,6 +265,7 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
         self.factor, self.starts = factor, [dict(s) for s in starts]
         self.rung_epochs = rung_schedule(max_epochs, factor, rungs)
         self.refit_scale: float | None = None  # data a refit sees / data a fold trains on
+        self.probed: dict[str, float] = {}  # model -> seconds an epoch, measured beforehand
 
     def _compute_values_hash(self, values):
         """A configuration's hash, whatever its rung (as hyperband's)."""
@@ -274,8 +275,10 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
     # ---- costs
 
     def _seconds_an_epoch(self) -> dict[str, float]:
-        """Model -> seconds an epoch an execution, over its finished trials."""
-        spent: dict[str, list[float]] = {}
+        """Model -> seconds an epoch an execution, over its finished trials (`probed`, a
+        measurement made before the search, for a model with none yet)."""
+        spent: dict[str, list[float]] = {m: [v] for m, v in self.probed.items()}
+        measured: set[str] = set()
         for trial in self.trials.values():
             if trial.status != TrialStatus.COMPLETED:
                 continue
@@ -283,6 +286,9 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
             epochs = (metric("epochs_run") or 0) * (metric("executions") or 1)
             if epochs > 0 and metric("seconds"):
                 model = trial.hyperparameters.values.get("model")
+                if model not in measured:  # a measured trial replaces the probe
+                    measured.add(model)
+                    spent[model] = []
                 spent.setdefault(model, []).append(metric("seconds") / epochs)
         return {model: statistics.mean(values) for model, values in spent.items()}
 
@@ -367,12 +373,12 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
         space where it says nothing), else a random draw."""
         for start in self.starts:
             if self._valid(start):
-                values = self._complete(start)
+                values = self.complete(start)
                 if not self._duplicate(values):
                     return values
         return self._random_values()
 
-    def _complete(self, start: dict) -> dict:
+    def complete(self, start: dict) -> dict:
         """`start` with the default of every active hyperparameter it leaves out (keras-tuner
         would draw them at random)."""
         hps = self.hyperparameters.copy()
