@@ -21,6 +21,12 @@ On `--backend jax` (or torch) only `zoo` and `keras` (plain layers), both with K
   OpenMP threads spin-wait for each other and its throughput can drop tenfold, so the table
   also compares with the better of the two.
 
+The RNN-FCN models (`--models lstm_fcn,mlstm_fcn,gru_fcn`) run at their own defaults, the
+papers' (8 units over the dimension-shuffled input, dropout 0.8, Conv1D blocks of 128-256-128
+filters with kernels 8-5-3, batch normalisation, squeeze-and-excitation in `mlstm_fcn`), and
+their PyTorch twin is the same network (`nn.LSTM`/`nn.GRU` over the transposed input beside
+`nn.Conv1d` + `nn.BatchNorm1d` blocks, the sizes read from the zoo's builder).
+
 Then inference: the latency of one window (batch 1) and the throughput at batch 256; on
 TensorFlow, the zoo's C++ LSTM op alone (a forward and a backward call at both layer shapes of
 `stacked_lstm`); and the time to parse the UCI HAR zip cold and from its cache. Prints Markdown
@@ -30,6 +36,7 @@ tables.
     python scripts/benchmark_speed.py --threads 2 --repeats 7
     python scripts/benchmark_speed.py --quick --models lstm,gru
     python scripts/benchmark_speed.py --backend jax --models lstm,gru   # pip install -e '.[jax]'
+    python scripts/benchmark_speed.py --models lstm_fcn,mlstm_fcn,gru_fcn
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ TORCH_SPECS = {
     "bilstm": ("LSTM", 1, True),
     "stacked_lstm": ("LSTM", 2, False),
 }
+# The RNN-FCN models, at their own defaults: name -> (PyTorch recurrent module, squeeze-excite)
+FCN_SPECS = {"lstm_fcn": ("LSTM", False), "mlstm_fcn": ("LSTM", True), "gru_fcn": ("GRU", False)}
 BACKENDS = ("tensorflow", "jax", "torch")
 HAR_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci_har_dataset.zip"
 LATENCY_CALLS = 20
@@ -85,12 +94,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(args.models) - set(TORCH_SPECS))
+    unknown = sorted(set(args.models) - set(TORCH_SPECS) - set(FCN_SPECS))
     if unknown:
-        p.error(f"--models must be among {', '.join(MODELS)}. Received: {', '.join(unknown)}")
+        known = ", ".join([*MODELS, *FCN_SPECS])
+        p.error(f"--models must be among {known}. Received: {', '.join(unknown)}")
     if args.quick:
         args.repeats, args.steps = 1, 2
     return args
+
+
+def model_settings(name: str) -> dict:
+    """What the zoo model is built with: UNITS units, or an RNN-FCN model's own defaults."""
+    return {} if name in FCN_SPECS else {"units": UNITS}
 
 
 def batches(n: int, batch: int, seed: int = 0):
@@ -110,10 +125,13 @@ def load() -> float:
 
 def torch_worker(args) -> int:
     """Answer one JSON command a line on stdin: build a model, time training or inference."""
+    import warnings
+
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    warnings.filterwarnings("ignore", "Using padding='same' with even kernel")  # kernel 8: fine
 
     class Net(torch.nn.Module):
         def __init__(self, name):
@@ -130,6 +148,51 @@ def torch_worker(args) -> int:
             h = state[0] if isinstance(state, tuple) else state  # (layers * dirs, batch, units)
             return self.out(torch.cat(list(h[-self.dirs :]), dim=-1))  # last layer's final states
 
+    class FCNNet(torch.nn.Module):
+        """The zoo's RNN-FCN at its defaults: a recurrent layer over the shuffled input (one
+        step a channel), dropout, three Conv1d blocks (squeeze-and-excitation after the first
+        two in mlstm_fcn), average pooling, the two joined, a linear head."""
+
+        def __init__(self, name):
+            from zoo.models import model_defaults
+            from zoo.models.fcn import SE_REDUCTION, filter_sizes, kernel_sizes
+
+            super().__init__()
+            kind, squeeze = FCN_SPECS[name]
+            hp = model_defaults(name)
+            assert hp["shuffle"] and not hp["attention"]
+            self.rnn = getattr(torch.nn, kind)(STEPS, hp["units"], batch_first=True)
+            self.dropout = torch.nn.Dropout(hp["dropout"])
+            widths, blocks, before = filter_sizes(hp["filters"]), [], FEATURES
+            kernels = kernel_sizes(hp["kernel_size"])
+            for i, (width, k) in enumerate(zip(widths, kernels, strict=True)):
+                conv = torch.nn.Conv1d(before, width, k, padding="same")
+                torch.nn.init.kaiming_uniform_(conv.weight)
+                se = None
+                if squeeze and i < 2:
+                    hidden = max(1, width // SE_REDUCTION)
+                    se = torch.nn.Sequential(
+                        torch.nn.Linear(width, hidden, bias=False),
+                        torch.nn.ReLU(),
+                        torch.nn.Linear(hidden, width, bias=False),
+                        torch.nn.Sigmoid(),
+                    )
+                blocks.append(torch.nn.ModuleList([conv, torch.nn.BatchNorm1d(width), se]))
+                before = width
+            self.blocks = torch.nn.ModuleList(blocks)
+            self.out = torch.nn.Linear(hp["units"] + widths[-1], CLASSES)
+
+        def forward(self, x):
+            _, state = self.rnn(x.transpose(1, 2))  # (batch, channels, steps): shuffled
+            h = state[0] if isinstance(state, tuple) else state
+            r = self.dropout(h[-1])
+            y = x.transpose(1, 2)  # Conv1d wants channels first
+            for conv, norm, se in self.blocks:
+                y = torch.relu(norm(conv(y)))
+                if se is not None:
+                    y = y * se(y.mean(-1)).unsqueeze(-1)
+            return self.out(torch.cat([r, y.mean(-1)], dim=-1))
+
     x, y = batches(args.steps, args.batch)
     xs, ys = torch.from_numpy(x), torch.from_numpy(y)
     one, many = torch.from_numpy(x[0, :1]), torch.from_numpy(np.concatenate(x)[:256])
@@ -137,12 +200,14 @@ def torch_worker(args) -> int:
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def train():
+        net.train()
         for xb, yb in zip(xs, ys, strict=True):
             opt.zero_grad()
             loss_fn(net(xb), yb).backward()
             opt.step()
 
     def infer(batch, calls):
+        net.eval()  # dropout off, batch normalisation's running statistics, as Keras' predict
         with torch.inference_mode():
             for _ in range(calls):
                 net(batch)
@@ -151,10 +216,11 @@ def torch_worker(args) -> int:
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "build":
-            net = Net(cmd["model"])
+            net = (FCNNet if cmd["model"] in FCN_SPECS else Net)(cmd["model"])
+            params = sum(p.numel() for p in net.parameters())
             opt = torch.optim.Adam(net.parameters(), 1e-3)
             train(), infer(one, 2), infer(many, 1)  # warm-up
-            result = {}
+            result = {"params": params}
         elif cmd["op"] == "quit":
             return 0
         else:
@@ -265,7 +331,7 @@ def keras_configs(name: str, backend: str) -> dict:
     def build(cls, jit):
         def make():
             with lstm_layer(cls):
-                model = create_model(name, (STEPS, FEATURES), CLASSES, units=UNITS)
+                model = create_model(name, (STEPS, FEATURES), CLASSES, **model_settings(name))
             model.compile(
                 optimizer="adam",
                 loss="sparse_categorical_crossentropy",
@@ -330,6 +396,7 @@ def bench_model(name: str, args, client) -> dict:
         layers = tuple(type(layer).__name__ for layer in model._flatten_layers())
         signature = (layers, bool(model.jit_compile))
         if config == "zoo":
+            params = {"zoo": sum(int(np.prod(w.shape)) for w in model.trainable_weights)}
             from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
 
             kinds = {type(layer) for layer in model._flatten_layers()}
@@ -347,7 +414,7 @@ def bench_model(name: str, args, client) -> dict:
         runners[config] = run
     if client is not None:
         t = time.perf_counter()
-        client(op="build", model=name)
+        params["torch"] = client(op="build", model=name)["params"]
         setup["torch"] = time.perf_counter() - t
         runners["torch"] = lambda op: client(op=op)
         if args.threads != 1:  # libgomp's spinning threads collapse on a loaded machine
@@ -371,6 +438,7 @@ def bench_model(name: str, args, client) -> dict:
         "zoo_uses": zoo_uses,
         "results": results,
         "setup": setup,
+        "params": params,
         "load": (min(loads), statistics.mean(loads), max(loads)),
     }
 
@@ -494,6 +562,9 @@ def tables(rows: list[dict], torch_on: bool) -> str:
             cells += [f"{ratio(res['zoo']['latency'], res['torch']['latency']):.2f}"]
             cells += [f"{ratio(res['zoo']['infer256'], res['torch']['infer256']):.2f}"]
         out.append("| " + " | ".join(cells) + " |")
+    out += ["", "Trainable parameters (zoo, PyTorch): " + "; ".join(
+        f"{row['model']} " + ", ".join(f"{n:,}" for n in row["params"].values()) for row in rows
+    )]  # fmt: skip
     out += ["", "First-call cost (tracing, XLA compiling, warm-up), seconds:", ""]
     for row in rows:
         out.append(
@@ -545,7 +616,8 @@ def main(argv=None) -> int:
         f"Keras {keras.__version__} on {args.backend} {engine.__version__}"
         + (f", PyTorch {client.version}" if client else "")
         + f"; {args.threads} threads, {os.cpu_count()} CPUs; batch {args.batch}, {STEPS}x"
-        + f"{FEATURES} inputs, {UNITS} units, Adam; {args.repeats} rounds of {args.steps} batches.\n"
+        + f"{FEATURES} inputs, {UNITS} units (the RNN-FCN models: their own defaults), Adam; "
+        + f"{args.repeats} rounds of {args.steps} batches.\n"
     )
     print(tables(rows, client is not None))
     if op_times is not None:

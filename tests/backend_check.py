@@ -33,6 +33,9 @@ import numpy as np
 # Tiny shapes: JAX compiles every train and predict function once, so size is compile time.
 BATCH, STEPS, FEATURES, OUTPUTS, UNITS = 8, 6, 3, 4, 4
 KIND = "sequence_regression"  # linear outputs at every step: the whole recurrence is compared
+# models giving one output a window (the RNN-FCN family) regress one; their own layers all on
+WINDOW_KIND = "regression"
+SETTINGS = {"filters": 4, "kernel_size": 3, "squeeze_excite": True, "attention": True}
 
 
 def inputs() -> np.ndarray:
@@ -42,8 +45,13 @@ def inputs() -> np.ndarray:
 def build(name: str):
     """Model `name` at the check's size, compiled for one MSE training step."""
     from zoo import create_model
+    from zoo.models import model_hyperparameters, model_output_kinds
 
-    model = create_model(name, (STEPS, FEATURES), OUTPUTS, units=UNITS, output_kind=KIND)
+    kind = KIND if KIND in model_output_kinds(name) else WINDOW_KIND
+    settings = {k: v for k, v in SETTINGS.items() if k in model_hyperparameters(name)}
+    model = create_model(
+        name, (STEPS, FEATURES), OUTPUTS, units=UNITS, output_kind=kind, **settings
+    )
     model.compile(optimizer="adam", loss="mse")
     return model
 
@@ -84,7 +92,8 @@ def check_model(name: str, out: Path, x: np.ndarray) -> dict:
     start = time.perf_counter()
     try:
         model = build(name)
-        y = np.random.default_rng(1).normal(size=(BATCH, STEPS, OUTPUTS)).astype("float32")
+        shape = (BATCH, STEPS, OUTPUTS) if len(model.output_shape) == 3 else (BATCH, OUTPUTS)
+        y = np.random.default_rng(1).normal(size=shape).astype("float32")
         loss = float(np.asarray(model.train_on_batch(x, y)))
         before = save_with_outputs(model, out, x)
         reloaded = keras.models.load_model(out / f"{name}.keras")

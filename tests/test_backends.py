@@ -23,11 +23,14 @@ import pytest
 from zoo import backend, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
-# The registry's kinds of layer (the other models stack or mirror these): JAX compiles every
+# The registry's kinds of layer (the other models stack or mirror these; lstm_fcn with its
+# attention LSTM and squeeze-and-excitation on, backend_check.SETTINGS): JAX compiles every
 # model's training and prediction, seconds each on 2 cores. All of them:
 # KERAS_BACKEND=jax python tests/backend_check.py OUT
-CHECKED = "lstm,bilstm,peephole_lstm,conv_lstm,attention_lstm"  # gru: the CLI run below
-CROSS = "lstm,bilstm,peephole_lstm,attention_lstm"  # saved on one backend, loaded on another
+CHECKED = "lstm,bilstm,peephole_lstm,conv_lstm,attention_lstm,lstm_fcn"  # gru: the CLI run
+CROSS = (
+    "lstm,bilstm,peephole_lstm,attention_lstm,lstm_fcn"  # saved on one backend, loaded on another
+)
 TOLERANCE = 1e-5
 
 

@@ -68,14 +68,15 @@ def finish(oracle, tuner_id: str, score: float, seconds: float = 1.0):
 def test_starts_come_first_with_defaults_then_the_best_third_goes_up(tmp_path):
     oracle = halving_oracle(tmp_path, starts=[{"model": "gru"}, {"model": "lstm", "units": 99}])
     first = finish(oracle, "t", 0.5)
-    # the start, its other values the defaults (not drawn at random); units=99 is not in the
-    # space, so the second start is skipped
+    # the starts, their other values the defaults (not drawn at random); units=99 is not in
+    # the space: the default instead
     assert {k: v for k, v in first.hyperparameters.values.items() if "/" not in k} == {
         "model": "gru",
         "units": 16,
     }
     assert first.hyperparameters.values["tuner/epochs"] == 1  # rung 1 of [1, 3, 9]
-    finish(oracle, "t", 0.9)
+    second = finish(oracle, "t", 0.9)
+    assert second.hyperparameters.values["units"] == 16
     third = finish(oracle, "t", 0.7)  # three finished at rung 1: the best one goes up
     assert third.hyperparameters.values["tuner/rung"] == 0
     promoted = oracle.create_trial("t")

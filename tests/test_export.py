@@ -15,6 +15,7 @@ import pytest
 from zoo import create_model, list_models, train
 from zoo import export as export_cli
 from zoo.export import ExportError, convert_model, export_run, open_runtime
+from zoo.models import model_hyperparameters
 
 CALLS = 10  # batch-1 latency calls: the figure is reported, never asserted
 REFUSED = {}  # model name -> the start of its one-line refusal (none today: all export)
@@ -82,9 +83,14 @@ def test_int8_tflite_runs_and_the_cli_prints_a_summary(runs, capsys):
     assert interpreter.run(np.zeros((1, 8, 8), "float32")).shape == (1, 10)
 
 
+def small(name: str) -> dict:
+    sizes = {"units": 4, "filters": 4, "kernel_size": 3}  # kernel_size: no longer than 6 steps
+    return {k: v for k, v in sizes.items() if k in model_hyperparameters(name)}
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_exports_to_tflite_or_is_refused_in_one_line(name, tmp_path):
-    model = create_model(name, (6, 3), 2, units=4)
+    model = create_model(name, (6, 3), 2, **small(name))
     x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype("float32")
     path = tmp_path / "model.tflite"
     if name in REFUSED:
@@ -106,6 +112,20 @@ def test_a_model_that_standardises_and_frames_its_raw_input_exports(fmt, tmp_pat
     preprocessing = {"mean": [0.1, -2.0, 3.0], "std": [1.5, 0.2, 4.0], "frame_steps": 2}
     model = create_model("gru", (6, 3), 2, units=4, preprocessing=preprocessing)
     x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype("float32") * 3
+    path = tmp_path / ("model" if fmt == "saved_model" else f"model.{fmt}")
+    convert_model(model, fmt, path, (6, 3))
+    got = open_runtime(fmt, path).predict(x)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(x)), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "onnx"])
+def test_the_rnn_fcn_layers_export(fmt, tmp_path):
+    """The attention LSTM, squeeze-and-excitation and the dimension shuffle (tflite: above)."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("tf2onnx")
+    model = create_model("mlstm_fcn", (6, 3), 2, attention=True, **small("mlstm_fcn"))
+    x = np.random.default_rng(0).normal(size=(3, 6, 3)).astype("float32")
     path = tmp_path / ("model" if fmt == "saved_model" else f"model.{fmt}")
     convert_model(model, fmt, path, (6, 3))
     got = open_runtime(fmt, path).predict(x)

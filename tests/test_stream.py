@@ -145,6 +145,10 @@ def test_refusals_are_one_line():
     with pytest.raises(StreamError, match="Bidirectional") as err:
         Streamer(create_model("bilstm", (None, FEATURES), OUTPUTS, units=4))
     one_line(err)
+    fcn = create_model("lstm_fcn", (8, FEATURES), OUTPUTS, **small("lstm_fcn"))
+    with pytest.raises(StreamError, match="'conv_1': Conv1D with padding='same'") as err:
+        Streamer(fcn)  # the RNN-FCN family convolves over the whole window
+    one_line(err)
     inputs = keras.Input((None, FEATURES))
     same = keras.layers.Conv1D(2, 3, padding="same")(inputs)
     with pytest.raises(StreamError, match="padding='same'") as err:

@@ -21,6 +21,10 @@ from zoo.presets import get_preset, list_presets
 NO_RECURRENT_DROPOUT = ["--recurrent-dropout", "0"]  # test speed; see run()
 TINY_ECHO = ["--task-option", "series_length=900", "--units", "8", "--epochs", "2"]
 PNG = b"\x89PNG\r\n\x1a\n"
+# windows of 6 steps: shorter than the RNN-FCN's default kernel (8)
+SHORT_WINDOWS = (
+    "--task-option length=6 --task-option train_size=40 --task-option val_size=8".split()
+)
 
 
 def run(args: list[str], out: Path, small_data_defaults: bool = False) -> dict:
@@ -202,6 +206,11 @@ def test_evaluate_reproduces_the_saved_metrics(tmp_path, capsys):
         (["har", "lstm", "--data", "/no/such/har.zip"], "/no/such/har.zip"),
         (["echo", "lstm", "--data", "x.npz"], "task 'echo' reads no file"),
         (["sine", "bilstm"], "reads sequences backwards"),
+        (["sine", "lstm_fcn"], "convolves over the whole window"),
+        (["echo", "gru_fcn"], "gives one output a window (classification or regression)"),
+        (["count_ones", "lstm_fcn", *SHORT_WINDOWS], "at least kernel_size steps"),
+        (["count_ones", "gru_fcn", "--shuffle", "maybe"], "--shuffle: must be true or false"),
+        (["count_ones", "lstm", "--filters", "8"], "model 'lstm' takes no filters"),
         (["echo", "lstm", "--hparams", "missing.json"], "--hparams: no such file"),
         (["echo"], "give a MODEL"),
         (["echo", "lstm", "--optimizer", "adamm"], "invalid choice: 'adamm'"),

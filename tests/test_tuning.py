@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import pytest
 
 from tuning import distributed, report
@@ -141,6 +142,57 @@ def test_fix_and_models_narrow_the_space():
     narrow.build(hp)
     # no conditional or bidirectional entries for models not in play
     assert {p.name for p in hp.space} == COMMON | {"batch_size"}
+
+
+def test_the_rnn_fcn_hyperparameters_are_scoped_to_their_models_with_no_duplicate_points():
+    hypermodel = ZooHyperModel(tiny_count_ones(), models="lstm,gru,conv_lstm,*_fcn")
+    # mlstm_fcn is lstm_fcn with squeeze_excite: one point
+    assert hypermodel.models == ["conv_lstm", "gru", "gru_fcn", "lstm", "lstm_fcn"]
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    names = [p.name for p in hp.space]
+    assert len(names) == len(set(names))  # one declaration a name (see MODEL_SPACE)
+    scopes = {p.name: [c.values for c in p.conditions] for p in hp.space}
+    assert scopes["units"] == scopes["dropout"] == []  # every model's
+    assert scopes["depth"] == [["conv_lstm", "gru", "lstm"]]
+    assert scopes["filters"] == scopes["kernel_size"] == [["conv_lstm", "gru_fcn", "lstm_fcn"]]
+    assert scopes["squeeze_excite"] == scopes["shuffle"] == [["gru_fcn", "lstm_fcn"]]
+    assert scopes["attention"] == [["lstm_fcn"]]
+    space = {p.name: p for p in hp.space}
+    assert list(space["kernel_size"].values) == [3, 5]  # windows of 6 steps
+    assert 8 in space["units"].values and 0.8 in space["dropout"].values  # the papers'
+    hp = kt.HyperParameters()
+    hp.values |= {"model": "lstm_fcn", "squeeze_excite": True, "attention": True, "filters": 4}
+    assert hypermodel.build(hp).get_layer("squeeze_excite_1") is not None
+    config = training_config(hp.values | {"batch_size": 8}, epochs=3, patience=2, seed=0)
+    assert config["model"] == "lstm_fcn" and config["attention"] is True and "depth" not in config
+    assert set(config) - {"model", "epochs", "patience", "seed", "optimizer", "learning_rate",
+                          "batch_size"} == set(model_hyperparameters("lstm_fcn"))  # fmt: skip
+
+
+def test_a_padded_task_searches_the_rnn_fcn_models_without_the_shuffle(tmp_path):
+    x = np.random.default_rng(0).normal(size=(24, 8, 2)).astype("float32")
+    lengths = np.arange(24) % 5 + 4  # 4 to 8 real steps, zero padding after them
+    y = np.arange(24) % 2
+    np.savez(tmp_path / "var.npz", X_train=x, X_train_lengths=lengths, y_train=y,
+             X_test=x[:4], X_test_lengths=lengths[:4], y_test=y[:4])  # fmt: skip
+    task = get_task("npz", data=tmp_path / "var.npz")
+    assert task.preprocessing["mask"]
+    hypermodel = ZooHyperModel(task, models="gru_fcn", fixed={"units": [4], "filters": [4]})
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    assert hp.values["shuffle"] is False
+
+
+def test_models_that_cannot_serve_the_task_are_left_out_with_the_reason():
+    short = get_task("count_ones", length=2, train_size=3, val_size=1)
+    assert ZooHyperModel(short, models="lstm,lstm_fcn").models == ["lstm"]
+    with pytest.raises(ValueError, match="need windows of at least 3 steps") as err:
+        ZooHyperModel(short, models="*_fcn")
+    assert "\n" not in str(err.value)
+    echo = get_task("echo", series_length=600)  # a label a step
+    with pytest.raises(ValueError, match="give one output a window, and task 'echo' wants"):
+        ZooHyperModel(echo, models="*_fcn")
 
 
 def test_causal_task_leaves_out_models_that_look_ahead():

@@ -11,13 +11,26 @@ import pytest
 
 from zoo import train
 from zoo.buckets import LengthBatches
-from zoo.models import create_model, list_models
+from zoo.models import create_model, list_models, model_hyperparameters, model_output_kinds
 from zoo.tasks import DataError, get_task, pad_ragged
 from zoo.tasks.base import mask_padding
 
 PRE = {"mask": True, "mean": [0.5, -1.0], "std": [1.0, 2.0]}
-# every registered model but those that cannot carry a mask (a conv front-end drops it)
-MASKABLE = [name for name in list_models() if name != "conv_lstm"]
+# every registered model but those that cannot carry a mask (a conv front-end drops it), with
+# the kinds of output each gives
+MASKABLE = [
+    (name, kind)
+    for name in list_models()
+    if name != "conv_lstm"
+    for kind in ("classification", "sequence_regression")
+    if kind in model_output_kinds(name)
+]
+
+
+def masked_settings(name: str) -> dict:
+    """Small sizes; the RNN-FCN models without the dimension shuffle (it reads whole windows)."""
+    sizes = {"units": 4, "filters": 4, "kernel_size": 3, "shuffle": False}
+    return {k: v for k, v in sizes.items() if k in model_hyperparameters(name)}
 
 
 def ragged(n: int, seed: int = 0, features: int = 2, low: int = 3, high: int = 12):
@@ -29,10 +42,10 @@ def padded_to(x: np.ndarray, steps: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, steps - x.shape[1]), (0, 0)), constant_values=np.nan)
 
 
-@pytest.mark.parametrize("kind", ["classification", "sequence_regression"])
-@pytest.mark.parametrize("name", MASKABLE)
+@pytest.mark.parametrize(("name", "kind"), MASKABLE)
 def test_padding_never_changes_a_prediction(name, kind):
-    model = create_model(name, (None, 2), 3, units=4, output_kind=kind, preprocessing=PRE)
+    settings = masked_settings(name)
+    model = create_model(name, (None, 2), 3, output_kind=kind, preprocessing=PRE, **settings)
     x = ragged(1, seed=1, low=5, high=6)[0][None]  # one sequence of 5 steps
     alone = keras.ops.convert_to_numpy(model(x))
     for steps in (6, 17):
@@ -66,6 +79,21 @@ def test_models_that_cannot_carry_the_mask_are_refused(settings, message):
     with pytest.raises(ValueError, match="carries the mask") as err:
         recurrent_model((None, 2), 3, **settings)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "needs shuffle=False"),
+        ({"shuffle": False, "preprocessing": {"mask": True, "frame_steps": 2}}, "frame_steps=2"),
+    ],
+)
+def test_rnn_fcn_models_refuse_a_mask_they_cannot_carry(settings, message):
+    """The dimension shuffle reads a whole window as one step's features, padding too."""
+    settings = {"preprocessing": {"mask": True}, **settings}
+    with pytest.raises(ValueError, match=message) as err:
+        create_model("lstm_fcn", (12, 2), 3, **settings)
+    assert "\n" not in str(err.value)
 
 
 def test_pad_ragged_pads_with_nan_at_the_end_and_keeps_the_lengths():

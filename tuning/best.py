@@ -129,19 +129,18 @@ def settings_of(args, epochs: int) -> dict:
 
 
 def starting_points(hypermodel, task) -> list[dict]:
-    """Each candidate model at its own defaults (`training_defaults_for`: the small-data
-    dropouts of the recurrent models), tried before any random draw."""
+    """Each candidate model at its own defaults (its builder's, and the small-data dropouts of
+    `training_defaults_for` for the recurrent models), tried before any random draw; a value
+    the search's space does not hold falls back to the space's default."""
     from zoo.config import training_defaults_for
-    from zoo.models import model_hyperparameters
+    from zoo.models import model_defaults
 
     starts = []
     for model in hypermodel.models:
-        values = {"model": model}
+        values = {"model": model, **model_defaults(model)}
         defaults = training_defaults_for(task, model)
-        for key in ("dropout", "recurrent_dropout"):
-            if key in defaults and key in model_hyperparameters(model):
-                values[key] = defaults[key]
-        starts.append(values)
+        values |= {k: defaults[k] for k in ("dropout", "recurrent_dropout") if k in defaults}
+        starts.append({k: v for k, v in values.items() if v is not None})
     return starts
 
 

@@ -13,9 +13,11 @@ replays as, so the best trial's values become a `--hparams` file (`training_conf
 - `depth`, `units`, `dropout`, `recurrent_dropout`, `l2`: what the recurrent builders take.
 - `conv_layers`, `filters`, `kernel_size` (conv_lstm) and `attention_size` (attention_lstm): in
   conditional scopes of the models that take them, so other trials do not sample them.
-- the RNN-FCN family (`lstm_fcn`, `gru_fcn`): `units`, `dropout`, `filters`, `kernel_size`,
-  `squeeze_excite`, `shuffle` and `attention` with the family's own ranges (`fcn_space`), in a
-  conditional scope of its models apart from the recurrent family's.
+- `filters`, `kernel_size`, `squeeze_excite`, `shuffle` and `attention` (the RNN-FCN family,
+  `filters` and `kernel_size` also conv_lstm's) in conditional scopes of the models that take
+  them; `units` and `dropout` are every model's, their ranges holding the RNN-FCN papers' values
+  (8 units, dropout 0.8); `task_space` narrows kernel sizes to the task's windows and fixes
+  `shuffle` off on padded tasks.
 - `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_for`) and `batch_size`
   (fit). The learning-rate schedule is the model's own (`zoo.config.training_defaults_for`:
   constant, `plateau` for the FCN family).
@@ -49,46 +51,44 @@ from zoo.models import (
 from zoo.registry import UnknownNameError
 from zoo.tasks.base import Task
 
-# Model hyperparameters: each declared for the candidate models whose builder takes it.
+# Model hyperparameters: each declared once, for the candidate models whose builder takes it (a
+# conditional scope unless every candidate does). keras-tuner 1.4.8 cannot hold one name twice
+# in different scopes (`HyperParameters.ensure_active_values` drops the value of a name whose
+# other declaration is inactive), so where families differ a range holds both: `units` from 8
+# and `dropout` up to 0.8 (the RNN-FCN papers'), `kernel_size` 8 (their 8-5-3).
 MODEL_SPACE = {
     "depth": lambda hp: hp.Int("depth", 1, 4, default=1),
-    "units": lambda hp: hp.Int("units", 16, 256, step=2, sampling="log", default=64),
-    "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], default=0.0),
+    "units": lambda hp: hp.Int("units", 8, 256, step=2, sampling="log", default=64),
+    "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.8], default=0.0),
     "recurrent_dropout": lambda hp: hp.Choice(
         "recurrent_dropout", [0.0, 0.1, 0.2, 0.3, 0.4, 0.5], default=0.0
     ),
     "l2": lambda hp: hp.Choice("l2", [0.0, 1e-5, 1e-4, 1e-3, 1e-2], default=0.0),
     "conv_layers": lambda hp: hp.Int("conv_layers", 1, 3, default=2),
     "filters": lambda hp: hp.Int("filters", 16, 128, step=2, sampling="log", default=64),
-    "kernel_size": lambda hp: hp.Choice("kernel_size", [3, 5, 7], default=5),
+    "kernel_size": lambda hp: hp.Choice("kernel_size", [3, 5, 7, 8], default=5),
     "attention_size": lambda hp: hp.Int(
         "attention_size", 16, 128, step=2, sampling="log", default=64
     ),
+    "squeeze_excite": lambda hp: hp.Boolean("squeeze_excite", default=False),
+    "shuffle": lambda hp: hp.Boolean("shuffle", default=True),
+    "attention": lambda hp: hp.Boolean("attention", default=False),
 }
-# The RNN-FCN family's kernel sizes (`kernel_size` k: blocks of k, 5k/8, 3k/8), those no longer
-# than the task's window.
-FCN_KERNELS = (3, 5, 8)
 
 
-def fcn_space(window: int | None, masked: bool) -> dict:
-    """The RNN-FCN family's own ranges for a task whose windows are `window` steps (None: any).
-    Karim et al. search 8, 64 and 128 units and use dropout 0.8; a padded (masked) task fixes
-    `shuffle` off (the dimension shuffle would read the padding)."""
-    kernels = [k for k in FCN_KERNELS if window is None or k <= window]
-    return {
-        "units": lambda hp: hp.Choice("units", [8, 32, 64, 128], default=8),
-        "dropout": lambda hp: hp.Choice("dropout", [0.0, 0.2, 0.5, 0.8], default=0.8),
-        "filters": lambda hp: hp.Choice("filters", [32, 64, 128], default=128),
-        "kernel_size": lambda hp: hp.Choice("kernel_size", kernels, default=kernels[-1]),
-        "squeeze_excite": lambda hp: hp.Boolean("squeeze_excite", default=False),
-        "shuffle": (lambda hp: hp.Fixed("shuffle", False))
-        if masked
-        else (lambda hp: hp.Boolean("shuffle", default=True)),
-        "attention": lambda hp: hp.Boolean("attention", default=False),
-    }
+def task_space(task: Task) -> dict:
+    """MODEL_SPACE narrowed to what `task` allows: kernel sizes no longer than its windows (the
+    RNN-FCN models refuse longer ones), and on a padded (masked) task no dimension shuffle
+    (it would read the padding)."""
+    window = task.model_steps
+    kernels = [k for k in (3, 5, 7, 8) if window is None or k <= window] or [3]
+    space = dict(MODEL_SPACE)
+    space["kernel_size"] = lambda hp: hp.Choice("kernel_size", kernels, default=min(5, kernels[-1]))
+    if (task.preprocessing or {}).get("mask"):
+        space["shuffle"] = lambda hp: hp.Fixed("shuffle", False)
+    return space
 
 
-FAMILY_SPACES = {rnn_fcn_model: fcn_space}
 # The switch between a model and its bidirectional twin (see `bidirectional_twin`).
 DIRECTION_SPACE = {"bidirectional": lambda hp: hp.Boolean("bidirectional", default=False)}
 # Training hyperparameters; batch_size's choices also hold the task's own, its default.
@@ -98,8 +98,8 @@ TRAINING_SPACE = {
 }
 BATCH_SIZES = (16, 32, 64, 128)
 EXECUTION_SEED_STEP = 1000  # execution K of a trial builds its model with seed + 1000*K
-MODEL_NAMES = tuple(dict.fromkeys([*MODEL_SPACE, *fcn_space(None, False)]))
-NAMES = ("model", *DIRECTION_SPACE, *MODEL_NAMES, *TRAINING_SPACE, "batch_size")
+NAMES = ("model", *DIRECTION_SPACE, *MODEL_SPACE, *TRAINING_SPACE, "batch_size")
+FCN_MIN_WINDOW = 3  # the RNN-FCN models' smallest kernel_size in the space
 
 
 class Diverged(kt.errors.FailedTrialError):
@@ -180,10 +180,10 @@ def unsuitable(task: Task, model: str) -> str | None:
     if task.output_kind not in model_output_kinds(model):
         return f"give one output a window, and task {task.name!r} wants {task.output_kind}"
     window = task.model_steps
-    if MODELS.get(model).builder in FAMILY_SPACES and window is not None:
-        if window < min(FCN_KERNELS):
+    if MODELS.get(model).builder is rnn_fcn_model and window is not None:
+        if window < FCN_MIN_WINDOW:
             return (
-                f"need windows of at least {min(FCN_KERNELS)} steps (their convolution kernels), "
+                f"need windows of at least {FCN_MIN_WINDOW} steps (their convolution kernels), "
                 f"and task {task.name!r} has {window}"
             )
     return None
@@ -266,6 +266,7 @@ class ZooHyperModel(kt.HyperModel):
         self.models = [m for m in candidates if m not in self.twins.values()]
         self.space = {
             **DIRECTION_SPACE,
+            **task_space(task),
             **TRAINING_SPACE,
             "batch_size": lambda hp: hp.Choice(
                 "batch_size",
@@ -273,23 +274,12 @@ class ZooHyperModel(kt.HyperModel):
                 default=defaults["batch_size"],
             ),
         }
-        # hyperparameter -> [(its range, the models taking it with that range or None for
-        # every candidate)]: a family with its own range declares it in its own scope
-        spaces = {
-            builder: space(task.model_steps, bool((task.preprocessing or {}).get("mask")))
-            for builder, space in FAMILY_SPACES.items()
-        }
+        # hyperparameter -> the models taking it (None: every candidate does)
         self.scopes = {}
-        for key in MODEL_NAMES:
-            groups: dict = {}
-            for model in self.models:
-                if key in model_hyperparameters(model):
-                    family_space = spaces.get(MODELS.get(model).builder, {})
-                    declare = family_space.get(key, MODEL_SPACE.get(key))
-                    groups.setdefault(declare, []).append(model)
-            if groups:
-                whole = len(groups) == 1 and next(iter(groups.values())) == self.models
-                self.scopes[key] = [(d, None if whole else m) for d, m in groups.items()]
+        for key in MODEL_SPACE:
+            takers = [m for m in self.models if key in model_hyperparameters(m)]
+            if takers:
+                self.scopes[key] = None if takers == self.models else takers
         self._check_fixed_values()
 
     def __reduce__(self):
@@ -317,7 +307,7 @@ class ZooHyperModel(kt.HyperModel):
                 "--fix bidirectional applies only when a model and its bidirectional twin are "
                 "both candidates (e.g. --models 'lstm,bilstm')"
             )
-        for key in MODEL_NAMES:
+        for key in MODEL_SPACE:
             if key in fixed and key not in self.scopes:
                 raise ValueError(
                     f"--fix {key}: none of the candidate models ({', '.join(self.models)}) takes it"
@@ -334,12 +324,11 @@ class ZooHyperModel(kt.HyperModel):
             if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
                 raise ValueError(f"--fix batch_size must be a positive integer. Received: {size!r}")
 
-    def _declare(self, hp: kt.HyperParameters, name: str, space=None):
-        """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range (`space`,
-        else the one in `self.space`)."""
+    def _declare(self, hp: kt.HyperParameters, name: str):
+        """Declare `name`: fixed (`hp.Fixed`), narrowed (`hp.Choice`) or its full range."""
         values = self.fixed.get(name)
         if values is None:
-            return (space or self.space[name])(hp)
+            return self.space[name](hp)
         if len(values) == 1:
             return hp.Fixed(name, values[0])
         return hp.Choice(name, values)
@@ -368,14 +357,12 @@ class ZooHyperModel(kt.HyperModel):
         keras.utils.set_random_seed(self.seed + EXECUTION_SEED_STEP * self.execution)
         name = self._declare_model(hp)
         kwargs = {}
-        for key, groups in self.scopes.items():
-            for space, takers in groups:
-                if takers is None:
-                    kwargs[key] = self._declare(hp, key, space)
-                else:
-                    with hp.conditional_scope("model", takers):
-                        value = self._declare(hp, key, space)  # None unless `model` takes it
-                    kwargs[key] = value if value is not None else kwargs.get(key)
+        for key, takers in self.scopes.items():
+            if takers is None:
+                kwargs[key] = self._declare(hp, key)
+            else:
+                with hp.conditional_scope("model", takers):
+                    kwargs[key] = self._declare(hp, key)  # None unless `model` takes it
         model = create_model(
             name,
             self.task.input_shape,

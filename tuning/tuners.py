@@ -369,36 +369,27 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
         return None
 
     def _next_start(self) -> dict | None:
-        """Values of the next new configuration: a start not tried yet (the defaults of the
-        space where it says nothing), else a random draw."""
+        """Values of the next new configuration: a start not tried yet (see `complete`), else
+        a random draw."""
         for start in self.starts:
-            if self._valid(start):
-                values = self.complete(start)
-                if not self._duplicate(values):
-                    return values
+            values = self.complete(start)
+            if values is not None and not self._duplicate(values):
+                return values
         return self._random_values()
 
-    def complete(self, start: dict) -> dict:
-        """`start` with the default of every active hyperparameter it leaves out (keras-tuner
-        would draw them at random)."""
+    def complete(self, start: dict) -> dict | None:
+        """`start` as a trial's values: its values the space holds, and the default of every
+        other active hyperparameter (keras-tuner would draw them at random); None when the
+        space has not its model."""
+        space = {hp.name: hp for hp in self.hyperparameters.space}
         hps = self.hyperparameters.copy()
-        hps.values = dict(start)
+        hps.values = {k: v for k, v in start.items() if k in space and allowed(space[k], v)}
+        if "model" in start and hps.values.get("model") != start["model"]:
+            return None
         for hp in hps.space:
             if hps.is_active(hp) and hp.name not in hps.values:
                 hps.values[hp.name] = hp.default
-        return hps.values
-
-    def _valid(self, values: dict) -> bool:
-        """True when `values` fit the space (a start for a model left out is skipped)."""
-        space = {hp.name: hp for hp in self.hyperparameters.space}
-        for name, value in values.items():
-            hp = space.get(name)
-            if hp is None:
-                return False
-            allowed = getattr(hp, "values", None)
-            if allowed is not None and value not in allowed:
-                return False
-        return True
+        return {k: v for k, v in hps.values.items() if hps.is_active(k)}
 
     def populate_space(self, trial_id):
         promotion = self._promotion()
@@ -453,6 +444,20 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 # The share of a time budget kept back for the final training at least (its evaluation, plots
 # and saving included), before the winner's own cost is measured.
 REFIT_SHARE = 0.1
+
+
+def allowed(hp, value) -> bool:
+    """True when hyperparameter `hp` can take `value` (a choice among its values, a number in
+    its range)."""
+    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+        return value == hp.value
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return value in hp.values
+    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+        return isinstance(value, bool)
+    if isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
+        return hp.min_value <= value <= hp.max_value
+    return False
 
 
 def rung_schedule(max_epochs: int, factor: int, rungs: int) -> list[int]:

@@ -126,8 +126,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--dropout",
         type=float,
-        help="dropout after each recurrent layer (the RNN-FCN models: on the recurrent branch) "
-        f"({default('dropout', model_own)})",
+        help=f"dropout after each recurrent layer ({default('dropout', model_own)}); in the "
+        "RNN-FCN models on the recurrent branch's output",
     )
     p.add_argument(
         "--recurrent-dropout",

@@ -167,8 +167,9 @@ def rnn_fcn_model(
     frame = frame_steps(input_shape, preprocessing)
     check(
         not masked or (not shuffle and frame == 1),
-        "padded variable-length input needs shuffle=False (the dimension shuffle reads the whole "
-        "window as one step's features, padding too) and no framing (frame_steps > 1)",
+        "padded variable-length input needs shuffle=False (--shuffle false; the dimension shuffle "
+        "reads the whole window as one step's features, padding too) and no framing "
+        "(frame_steps > 1)",
         shuffle=shuffle,
         frame_steps=frame,
     )
@@ -182,7 +183,7 @@ def rnn_fcn_model(
     check(
         steps is None or steps >= kernel_size,
         f"a window must be at least kernel_size steps long{' after framing' if frame > 1 else ''}"
-        " (a longer kernel reads mostly padding): use a smaller kernel_size",
+        " (a longer kernel reads mostly padding): use a smaller kernel_size (--kernel-size)",
         steps=steps,
         kernel_size=kernel_size,
     )
