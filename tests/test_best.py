@@ -95,6 +95,17 @@ def test_no_trial_starts_that_the_time_left_cannot_hold(tmp_path):
     assert oracle.create_trial("t").status == "STOPPED" and oracle.budget_spent
 
 
+def test_time_capped_rungs_give_every_model_the_same_time(tmp_path):
+    oracle = halving_oracle(tmp_path)
+    oracle.set_rung_seconds(2.0)
+    assert oracle.rung_seconds == [2.0, 6.0, 18.0]
+    oracle.set_time_budget(100.0)
+    assert oracle.expected_seconds({}, 0) == 2.5  # the cap and a quarter, before any trial
+    trial = oracle.create_trial("t")
+    values = trial.hyperparameters.values
+    assert values["tuner/seconds"] == 2.0 and values["tuner/epochs"] == 9  # the cap on both
+
+
 # ---------------------------------------------------------------- the command
 
 

@@ -7,16 +7,20 @@ with its test split evaluated once.
 
 1. Search (`tuning.tuners.HalvingOracle`): successive halving on the clock. Each trial is scored
    by K-fold cross-validation over the train and validation splits pooled (`--cv`, default 3;
-   on a training split of CV_BELOW windows or more, the validation split instead); many
-   configurations train for a ninth of the epochs, the best third of them for a third, the
-   best of those for all of them. No trial starts that the time left cannot hold (its model's
-   measured seconds an epoch), a trial still training at the end is cut there, and the time
-   the final training will take is kept back. The search's project folder (trials.csv,
+   on a training split of CV_BELOW windows or more, the validation split instead). Rungs are
+   capped in time, not epochs: the budget is planned for about max(9, twice the models)
+   configurations at rung 0, each fold training T seconds at most (`plan_rungs`), the best
+   third of them 3T, the best of those 9T, all up to the small-data epochs; every model gets the
+   same time at a rung, whatever an epoch of it costs. Each model is tried first at its own
+   defaults, then random draws. No trial starts that the time left cannot hold (the trials
+   finished at its rung), a trial still training at the end is cut there, and the time the
+   final training will take is kept back. The search's project folder (trials.csv,
    keras-tuner's files) is DIR/PROJECT; running the same command again resumes it.
 2. Retrain the winner (best cross-validated objective, earliest of equals) through
-   `python -m zoo.train`'s own path: with folds, on the train and validation splits together
-   (`--refit`) for the epochs its early stopping kept (the mean over its folds); with the
-   validation split, as the trial trained. Then the test split is evaluated, once.
+   `python -m zoo.train`'s own path for the epochs its early stopping kept (the mean over its
+   folds): with folds, on the train and validation splits together (`--refit`); with the
+   validation split, on the train split as the trial trained. Then the test split is
+   evaluated, once.
 
 The run folder is `zoo.train`'s (config.json, model.keras, metrics.json, history.csv, plots),
 so `python -m zoo.evaluate` and `python -m zoo.export` take it; best_hparams.json in it replays
@@ -25,7 +29,6 @@ the winner with `python -m zoo.train TASK --hparams RUN_DIR/best_hparams.json`.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -45,7 +48,8 @@ from zoo.cli import Parser, parse_assignments, positive_int
 DEFAULT_MODELS = "lstm_fcn,gru_fcn,lstm,gru"
 DEFAULT_FOLDS = 3
 MAX_TRIALS = 500
-PROBE_BATCHES = 3  # batches a probe epoch
+RUNG0_TRIALS = 9  # configurations the budget is planned for at rung 0, at least
+TRAINING_SHARE = 0.7  # of a trial's time, what is training (the rest: build, trace, validate)
 
 
 def build_parser() -> Parser:
@@ -144,48 +148,15 @@ def starting_points(hypermodel, task) -> list[dict]:
     return starts
 
 
-def probe(hypermodel, oracle) -> dict[str, float]:
-    """Seconds an epoch of one execution, for each start (each model at its defaults), from
-    two epochs of PROBE_BATCHES batches of the first fold (after one to build and trace)."""
-    import keras_tuner as kt
-
-    from zoo.fit import fit
-
-    rates = {}
-    hypermodel.execution = 0
-    for start in oracle.starts:
-        values = oracle.complete(start)
-        hp = kt.HyperParameters()
-        hp.values = dict(values)
-        model = hypermodel.build(hp)
-        (x, y, w), validation = hypermodel.training_data()
-        settings = hypermodel.settings(hp)
-        batch = settings["batch_size"]
-        rows = slice(0, min(len(x), PROBE_BATCHES * batch))
-        part = (x[rows], y[rows], None if w is None else w[rows])
-        fit(model, hypermodel.task, part, None, {**settings, "epochs": 1})  # build and trace
-        began = time.perf_counter()
-        fit(model, hypermodel.task, part, None, {**settings, "epochs": 2})
-        seconds_a_batch = (time.perf_counter() - began) / (2 * math.ceil(len(part[0]) / batch))
-        batches = math.ceil(len(x) / batch) + math.ceil(len(validation[0]) / 1024)
-        rates[values["model"]] = seconds_a_batch * batches
-    return rates
-
-
-def size_rungs(oracle, hypermodel, epochs: int, seconds: float) -> int:
-    """The top rung's epochs, `epochs` at most, such that every start's first-rung trial fits
-    in a third of `seconds` (the search's time); the rungs, patience and plateau follow it."""
-    from tuning.tuners import rung_schedule  # imports Keras: after zoo.backend.load()
-
-    rates = sum(oracle.probed.values())
-    if rates > 0:
-        first_rung = seconds / (3 * oracle.executions * rates)
-        epochs = max(1, min(epochs, int(first_rung * oracle.factor**2)))
-    oracle.rung_epochs = rung_schedule(epochs, oracle.factor, len(oracle.rung_epochs))
-    hypermodel.epochs = epochs
-    hypermodel.patience = max(hypermodel.task.patience, epochs // 4)
-    hypermodel.lr_patience = max(5, epochs // 20)
-    return epochs
+def plan_rungs(oracle, seconds: float) -> None:
+    """Time-capped rungs for a search of `seconds`: rung 0's seconds a fold such that about
+    max(RUNG0_TRIALS, 2 x starts) configurations get a rung-0 trial (each rung costs about as
+    much in all as the one below: a third as many trials, three times as long), with a share of
+    the time (1 - TRAINING_SHARE) left for building, tracing and validating."""
+    configurations = max(RUNG0_TRIALS, 2 * len(oracle.starts))
+    rungs = len(oracle.rung_epochs)
+    first = TRAINING_SHARE * seconds / (rungs * configurations * oracle.executions)
+    oracle.set_rung_seconds(max(1.0, first))
 
 
 def prepare(args):
@@ -248,12 +219,10 @@ def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
     rung_epochs = trial.hyperparameters.values.get("tuner/epochs", epochs)
     replay = replay_config(trial, hypermodel, epochs=rung_epochs, patience=hypermodel.patience,
                            seed=args.seed)  # fmt: skip
+    config |= replay
     if args.cv > 1:  # all the pooled windows, for the epochs the folds kept
-        config |= replay | {"refit": True}
+        config["refit"] = True
         config.pop("early_stopping", None)
-    else:  # the validation split: train as the trial did, early stopping and all
-        config |= {k: v for k, v in replay.items() if k != "early_stopping"}
-        config |= {"epochs": rung_epochs, "patience": hypermodel.patience}
     return config, trial
 
 
@@ -280,18 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     write_settings(args, task, Path(tuner.project_dir), epochs)
     from tuning.tuners import REFIT_SHARE  # imports Keras: after zoo.backend.load()
 
-    oracle.probed = probe(hypermodel, oracle)
-    search_seconds = oracle.budget * (1 - REFIT_SHARE) - (time.monotonic() - started)
-    sized = size_rungs(oracle, hypermodel, epochs, search_seconds)
-    shown = ", ".join(f"{m} {t:.2g} s" for m, t in oracle.probed.items())
-    print(f"Seconds an epoch (a fold): {shown}", flush=True)
+    plan_rungs(oracle, oracle.budget * (1 - REFIT_SHARE))
     folds = f"{args.cv}-fold cross-validation" if args.cv > 1 else "the validation split"
     print(
         f"Searching {', '.join(hypermodel.models)} on {task.name} ({len(task.x_train)} train, "
         f"{len(task.x_val)} validation windows; {folds}), rungs of "
-        f"{', '.join(map(str, oracle.rung_epochs))} epochs"
-        f"{f' (cut from {epochs} to fit the budget)' if sized < epochs else ''}, "
-        f"{args.time_budget / 60:g} min in all",
+        f"{', '.join(f'{t:.3g}' for t in oracle.rung_seconds)} s a fold (up to {epochs} "
+        f"epochs), {args.time_budget / 60:g} min in all",
         flush=True,
     )
     try:
@@ -360,7 +324,7 @@ def final_training(parser, args, config: dict, trial, tuner, started: float) -> 
         f"retrained on all {len(task.x_train) + len(task.x_val)} training windows for "
         f"{config['epochs']} epochs"
         if config.get("refit")
-        else f"retrained on the train split (early stopping, up to {config['epochs']} epochs)"
+        else f"retrained on the train split for the {config['epochs']} epochs the trial kept"
     )
     print(
         f"Best: trial {trial.trial_id}, {model_name(values)} ({objective} {trial.score:.4f}"

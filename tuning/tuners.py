@@ -243,29 +243,36 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
     """Asynchronous successive halving (ASHA, Li et al. 2020) that plans on a clock.
 
     Rung r trains up to `rung_epochs[r]` epochs (the largest is `max_epochs`, each rung
-    `factor` times the one below). Whenever a trial may start, the best trial of a rung that
-    ranks in the top 1/`factor` of the trials finished there and has not gone up is promoted:
-    the same values at the next rung, trained afresh (the highest rung first); otherwise a new
-    configuration starts at rung 0: first `starts` (values to try before any random draw, such
-    as each model's defaults), then random draws. Early stopping works inside a rung.
+    `factor` times the one below), or with `set_rung_seconds`, up to `rung_seconds[r]` seconds
+    an execution (each rung `factor` times the one below) and `max_epochs`: every model gets
+    the same time at a rung, whatever an epoch of it costs. Whenever a trial may start, the
+    best trial of a rung that ranks in the top 1/`factor` of the trials finished there and has
+    not gone up is promoted: the same values at the next rung, trained afresh (the highest rung
+    first); otherwise a new configuration starts at rung 0: first `starts` (values to try
+    before any random draw, such as each model's defaults), then random draws. Early stopping
+    works inside a rung.
 
     With a time budget, a trial starts only where its expected cost fits in the time left less
     `reserve()` (what retraining the best trial so far on all the data will take, when
-    `refit_scale` is set): seconds an epoch an execution of its model so far, times its rung's
-    epochs and the executions. A promotion that does not fit gives way to a new rung-0 trial;
-    when not even that fits, the search ends. A trial still training when the budget is out is
-    cut there (`trial_deadline`, see `Deadline`). Rungs and promotions are read off the trials'
-    own values (`tuner/rung`, `tuner/parent`), so a resumed search goes on where it stopped.
+    `refit_scale` is set). A promotion that does not fit gives way to a new rung-0 trial; when
+    not even that fits, the search ends. A trial still training when the budget is out is cut
+    there (`trial_deadline`, see `Deadline`). Rungs and promotions are read off the trials' own
+    values (`tuner/rung`, `tuner/parent`), so a resumed search goes on where it stopped.
     """
 
     def __init__(
         self, *args, max_epochs: int, factor: int = 3, rungs: int = 3, starts=(), **kwargs
     ):
         super().__init__(*args, **kwargs)
-        self.factor, self.starts = factor, [dict(s) for s in starts]
+        self.factor, self.starts, self.max_epochs = factor, [dict(s) for s in starts], max_epochs
         self.rung_epochs = rung_schedule(max_epochs, factor, rungs)
+        self.rung_seconds: list[float] | None = None
         self.refit_scale: float | None = None  # data a refit sees / data a fold trains on
-        self.probed: dict[str, float] = {}  # model -> seconds an epoch, measured beforehand
+
+    def set_rung_seconds(self, first: float) -> None:
+        """Time-capped rungs: `first` seconds an execution at rung 0, `factor` times more at
+        each rung above (as many rungs as `rung_epochs`); every rung up to `max_epochs`."""
+        self.rung_seconds = [first * self.factor**r for r in range(len(self.rung_epochs))]
 
     def _compute_values_hash(self, values):
         """A configuration's hash, whatever its rung (as hyperband's)."""
@@ -274,26 +281,34 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 
     # ---- costs
 
+    def _finished(self) -> list:
+        return [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
+
     def _seconds_an_epoch(self) -> dict[str, float]:
-        """Model -> seconds an epoch an execution, over its finished trials (`probed`, a
-        measurement made before the search, for a model with none yet)."""
-        spent: dict[str, list[float]] = {m: [v] for m, v in self.probed.items()}
-        measured: set[str] = set()
-        for trial in self.trials.values():
-            if trial.status != TrialStatus.COMPLETED:
-                continue
+        """Model -> seconds an epoch an execution (all costs in), over its finished trials."""
+        spent: dict[str, list[float]] = {}
+        for trial in self._finished():
             metric = trial.metrics.get_last_value
             epochs = (metric("epochs_run") or 0) * (metric("executions") or 1)
             if epochs > 0 and metric("seconds"):
                 model = trial.hyperparameters.values.get("model")
-                if model not in measured:  # a measured trial replaces the probe
-                    measured.add(model)
-                    spent[model] = []
                 spent.setdefault(model, []).append(metric("seconds") / epochs)
         return {model: statistics.mean(values) for model, values in spent.items()}
 
     def expected_seconds(self, values: dict, rung: int) -> float:
-        """What a trial of `values` at `rung` is expected to take (0 before any trial ended)."""
+        """What a trial of `values` at `rung` is expected to take: with time-capped rungs the
+        mean of the trials finished at that rung (the cap and a quarter before any), else its
+        model's seconds an epoch so far times the rung's epochs (0 before any trial ended)."""
+        if self.rung_seconds is not None:
+            same = [
+                t.metrics.get_last_value("seconds")
+                for t in self._finished()
+                if int(t.hyperparameters.values.get("tuner/rung", 0)) == rung
+            ]
+            same = [s for s in same if s]
+            if same:
+                return statistics.mean(same)
+            return 1.25 * self.rung_seconds[rung] * self.executions
         rates = self._seconds_an_epoch()
         if not rates:
             return 0.0
@@ -316,8 +331,7 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
         return max(floor, rate * kept * self.refit_scale)
 
     def _best_trial(self):
-        done = [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
-        done = [t for t in done if t.score is not None and np.isfinite(t.score)]
+        done = [t for t in self._finished() if t.score is not None and np.isfinite(t.score)]
         if not done:
             return None
         sign = -1 if self.objective.direction == "max" else 1
@@ -334,14 +348,16 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
         return None if self.deadline is None else self.deadline - self.reserve()
 
     def out_of_time(self) -> bool:
-        """True when not even a rung-0 trial of the cheapest model fits in the time left."""
+        """True when not even a rung-0 trial fits in the time left."""
         if self.deadline is None:
             return False
+        if self.time_left() <= 0:
+            return True
+        if self.rung_seconds is not None:
+            return self.expected_seconds({}, 0) > self.time_left()
         rates = self._seconds_an_epoch()
         cheapest = min(rates.values()) if rates else 0.0
-        return cheapest * self.rung_epochs[0] * self.executions > self.time_left() or (
-            self.time_left() <= 0
-        )
+        return cheapest * self.rung_epochs[0] * self.executions > self.time_left()
 
     # ---- choosing the next trial
 
@@ -408,7 +424,11 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 
     def _start(self, values: dict, rung: int, parent: str | None = None) -> dict:
         values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-        values |= {"tuner/rung": rung, "tuner/epochs": self.rung_epochs[rung]}
+        if self.rung_seconds is None:
+            values |= {"tuner/rung": rung, "tuner/epochs": self.rung_epochs[rung]}
+        else:
+            values |= {"tuner/rung": rung, "tuner/epochs": self.max_epochs}
+            values["tuner/seconds"] = round(self.rung_seconds[rung], 1)
         values["tuner/initial_epoch"] = 0
         if parent is not None:
             values["tuner/parent"] = parent
@@ -426,9 +446,11 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
             rung = int(last.get("tuner/rung") or 0)
             figure = last.get(name)
             shown = f"{figure:.4f}" if isinstance(figure, float) else last["status"]
+            cap = last.get("tuner/seconds")
+            size = f"{cap:g} s a fold" if cap else f"{self.rung_epochs[rung]} epochs"
             line += (
                 f" trial {last['trial_id']} {last.get('model')} at rung {rung + 1} of "
-                f"{len(self.rung_epochs)} ({self.rung_epochs[rung]} epochs): {name} {shown};"
+                f"{len(self.rung_epochs)} ({size}): {name} {shown};"
             )
         best = report.best_row(rows, name, self.objective.direction)
         line += f" {len(rows)} trials"
@@ -465,6 +487,22 @@ def rung_schedule(max_epochs: int, factor: int, rungs: int) -> list[int]:
     strictly rising (fewer rungs where `max_epochs` is small)."""
     epochs = [max(1, round(max_epochs / factor**k)) for k in range(rungs - 1, -1, -1)]
     return sorted(set(epochs))
+
+
+class TimeCap(keras.callbacks.Callback):
+    """Stop training `seconds` after it began (after the batch under way): a time-capped
+    rung's execution (see `HalvingOracle.set_rung_seconds`)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.began = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.began > self.seconds:
+            self.model.stop_training = True
 
 
 class Deadline(keras.callbacks.Callback):
@@ -529,6 +567,9 @@ class ZooTuner(kt.Tuner):
         deadline = getattr(self.oracle, "trial_deadline", lambda: None)()
         if deadline is not None:  # the time budget cuts a trial it cannot see to its end
             kwargs["callbacks"] = [*kwargs.get("callbacks", []), Deadline(deadline)]
+        cap = trial.hyperparameters.values.get("tuner/seconds")
+        if cap:  # a time-capped rung: each execution trains that long at most
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), TimeCap(cap)]
         try:
             histories = run(trial, *args, **kwargs)
         except Diverged as err:
