@@ -37,8 +37,10 @@ DIVERGING = (
     "--fix optimizer=sgd --fix batch_size=32 --fix dropout=0 --fix l2=0"
 ).split() + FAST
 PLOTS = [name for _, _, name in report.PLOTS]
-# what `build` declares for every model (batch_size is declared for `fit`)
-COMMON = set("model depth units dropout recurrent_dropout l2 optimizer learning_rate".split())
+# what `build` declares for every model (batch_size too: the compiled schedule depends on it)
+COMMON = set(
+    "model depth units dropout recurrent_dropout l2 optimizer learning_rate batch_size".split()
+)
 
 
 @pytest.fixture(autouse=True)

@@ -21,8 +21,14 @@ replays as, so the best trial's values become a `--hparams` file (`training_conf
 - `es_rnn`: `trend`, and its own small ranges of `units`, `depth`, `dropout` and
   `recurrent_dropout` (`ESRNN_SPACE`); it trains on its own loss, so it is searched apart from the
   others (`apart_from_own_losses`), and its ranges never meet another family's in one search.
-- `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_model`) and `batch_size`
-  (fit).
+- `optimizer`, `learning_rate` (compile, through `zoo.fit.compile_for`) and `batch_size`
+  (fit). The learning-rate schedule is the model's own (`zoo.config.training_defaults_for`:
+  constant, `plateau` for the FCN family).
+
+A trial trains through `zoo.fit.fit`, the loop `python -m zoo.train` uses (data pipeline,
+schedule, early stopping), and records the epoch its early stopping kept (`best_epoch`, the
+mean over executions): `training_config` replays it for that many epochs, without early
+stopping, so the replay trains as the trial did.
 
 `fixed` replaces a range by one value (`hp.Fixed`) or narrows it to a list (`hp.Choice`).
 """
@@ -34,7 +40,7 @@ import keras_tuner as kt
 import numpy as np
 
 from zoo.config import OPTIMIZERS, training_defaults_for
-from zoo.fit import compile_model, fit_callbacks, validation_data
+from zoo.fit import compile_for, fit, validation_data
 from zoo.models import (
     MODELS,
     create_model,
@@ -139,16 +145,33 @@ def model_name(values: dict) -> str:
     return values["model"]
 
 
-def training_config(values: dict, *, epochs: int, patience: int, seed: int) -> dict:
+def training_config(
+    values: dict,
+    *,
+    epochs: int,
+    patience: int,
+    seed: int,
+    best_epoch: float | None = None,
+    schedule: dict | None = None,
+) -> dict:
     """A trial's values as `python -m zoo.train --hparams` reads them: only keys it accepts.
 
-    Hyperband trials ran `tuner/epochs` epochs in all; others ran `epochs`.
+    With `best_epoch` (the mean over the trial's executions of the epoch its early stopping
+    kept), the replay trains that many epochs (rounded, at least 1) with early stopping off,
+    as the trial trained up to that epoch; without it, the trial's epochs (hyperband trials
+    ran `tuner/epochs` in all) with early stopping at `patience`. `schedule` is the trial's
+    learning-rate schedule (`lr_schedule`, and `lr_patience` for plateau).
     """
     model = model_name(values)
     config = {"model": model}
     config |= {k: values[k] for k in model_hyperparameters(model) if values.get(k) is not None}
     config |= {k: values[k] for k in ("optimizer", "learning_rate", "batch_size")}
-    config |= {"epochs": values.get("tuner/epochs", epochs), "patience": patience, "seed": seed}
+    config |= schedule or {}
+    if best_epoch is not None:
+        config |= {"epochs": max(1, round(best_epoch)), "early_stopping": False, "seed": seed}
+    else:
+        config |= {"epochs": values.get("tuner/epochs", epochs), "patience": patience}
+        config["seed"] = seed
     return config
 
 
@@ -257,6 +280,8 @@ class ZooHyperModel(kt.HyperModel):
         self.task, self.seed, self.pattern = task, seed, models
         self.patience = patience or defaults["patience"]
         self.epochs = epochs or defaults["epochs"]
+        # the plateau schedule's patience, one for every trial and rung (and for the replay)
+        self.lr_patience = max(5, self.epochs // 20)
         self.execution = 0  # set by the tuner before each execution of a trial
         self.folds: list = []  # (train rows, validation rows) of the pooled splits, see use_folds
         self.fixed = dict(fixed or {})
@@ -387,34 +412,52 @@ class ZooHyperModel(kt.HyperModel):
             preprocessing=self.task.preprocessing,
             **kwargs,
         )
-        optimizer = self._declare(hp, "optimizer")
-        learning_rate = self._declare(hp, "learning_rate")
-        return compile_model(
-            model,
-            self.task,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            epochs=self.epochs,
-        )
+        settings = self.settings(hp)
+        (x, _, _), _ = self.training_data()
+        return compile_for(model, self.task, settings, len(x))
+
+    def schedule(self, model: str) -> dict:
+        """The learning-rate schedule `model` trains with: its own (`training_defaults_for`),
+        and for plateau the search's `lr_patience`."""
+        name = training_defaults_for(self.task, model)["lr_schedule"]
+        return {
+            "lr_schedule": name,
+            **({"lr_patience": self.lr_patience} if name == "plateau" else {}),
+        }
+
+    def settings(self, hp: kt.HyperParameters, epochs: int | None = None) -> dict:
+        """The training settings of a trial's execution, as `zoo.fit` takes them (a run's
+        configuration): optimizer, learning rate, schedule, batch, epochs, patience, seed."""
+        model = model_name(hp.values) if "model" in hp.values else self.models[0]
+        return {
+            "optimizer": self._declare(hp, "optimizer"),
+            "learning_rate": self._declare(hp, "learning_rate"),
+            "batch_size": self._declare(hp, "batch_size"),
+            "epochs": hp.values.get("tuner/epochs") or epochs or self.epochs,  # a rung's own
+            "patience": self.patience,
+            "seed": self.seed + EXECUTION_SEED_STEP * self.execution,
+            **self.schedule(model),
+        }
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose=0, **kwargs):
         """Train on the task's train split, scored on its validation split, or with `folds` on
-        this execution's fold (the data comes from the task, not from `search` arguments).
+        this execution's fold (the data comes from the task, not from `search` arguments),
+        through `zoo.fit.fit`: the loop, schedule and early stopping of `python -m zoo.train`.
 
-        Early stopping and NaN stop come from `zoo.fit.fit_callbacks`. A loss or objective
-        that is not finite fails the trial (`Diverged`: recorded as failed, not retried).
+        A loss or objective that is not finite fails the trial (`Diverged`: recorded as
+        failed, not retried).
         """
-        (x, y, w), validation = self.training_data()
-        history = model.fit(
-            x,
-            y,
-            sample_weight=w,
-            validation_data=validation,
-            batch_size=self._declare(hp, "batch_size"),
-            epochs=epochs or self.epochs,
-            callbacks=[*(callbacks or []), *fit_callbacks(self.task, patience=self.patience)],
+        data, validation = self.training_data()
+        settings = self.settings(hp, epochs)
+        history = fit(
+            model,
+            self.task,
+            data,
+            validation,
+            settings,
+            callbacks=list(callbacks or []),
             verbose=verbose,
-            **kwargs,
+            initial_epoch=kwargs.get("initial_epoch", 0),
         )
         for key in ("loss", self.task.objective[0]):
             values = history.history.get(key, [])

@@ -17,7 +17,7 @@ from zoo.cli import Parser
 from zoo.files import CorruptFile, read_json_recovering, write_csv
 
 # Trial metrics recorded by `tuning.tuners.ZooTuner`, shown after the hyperparameters.
-COSTS = ("objective_std", "epochs_run", "seconds", "rss_mb")
+COSTS = ("objective_std", "best_epoch", "epochs_run", "seconds", "rss_mb")
 PLOTS = (  # (x, colour by, file name)
     ("learning_rate", "model", "objective_vs_learning_rate_by_model.png"),
     ("learning_rate", "optimizer", "objective_vs_learning_rate_by_optimizer.png"),

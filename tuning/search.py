@@ -236,6 +236,16 @@ def settings_of(args, epochs: int) -> dict:
     }
 
 
+def check_folds(task, folds: int) -> None:
+    """Refuse more folds than labelled windows outside the test split, in one line."""
+    windows = len(task.x_train) + len(task.x_val)
+    if folds > windows:
+        raise ValueError(
+            f"--cv {folds}: the task has {windows} labelled windows outside its test split "
+            f"(train and validation), fewer than the folds; use --cv {max(1, windows)} or fewer"
+        )
+
+
 def check_resume(project_dir: Path, settings: dict, overwrite: bool) -> None:
     """Refuse to resume a project that was started with other settings."""
     saved = project_dir / "search.json"
@@ -267,6 +277,26 @@ def best_model(tuner, hypermodel, trial, epochs: int):
         return model
 
 
+def replay_config(trial, hypermodel, *, epochs: int, patience: int, seed: int) -> dict:
+    """`trial`'s values as `python -m zoo.train --hparams` replays them: for the epochs its
+    early stopping kept (the mean over its executions, recorded as `best_epoch`), with its
+    schedule and batch (`tuning.hypermodel.training_config`)."""
+    from tuning.hypermodel import model_name, training_config
+
+    values = trial.hyperparameters.values
+    kept = (
+        trial.metrics.get_last_value("best_epoch") if trial.metrics.exists("best_epoch") else None
+    )
+    return training_config(
+        values,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        best_epoch=kept,
+        schedule=hypermodel.schedule(model_name(values)),
+    )
+
+
 def last_error(trials) -> str:
     """The last line of the most recent failed trial's message."""
     messages = [t.message for t in trials if t.message]
@@ -291,7 +321,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     from keras_tuner.src.engine.trial import TrialStatus
 
     from tuning import report
-    from tuning.hypermodel import model_name, training_config
+    from tuning.hypermodel import model_name
     from zoo.files import save_model, write_json
     from zoo.scoring import headline, score
 
@@ -316,7 +346,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
     if args.task_option:  # python -m zoo.train reads them from --hparams too
         config["task_options"] = parse_assignments(args.task_option, "--task-option")
-    config |= training_config(values, epochs=epochs, patience=args.patience, seed=args.seed)
+    config |= replay_config(best, hypermodel, epochs=epochs, patience=args.patience, seed=args.seed)
     write_json(project_dir / "best_hparams.json", config)
     model = best_model(tuner, hypermodel, best, epochs)
     save_model(model, project_dir / "best_model.keras")
@@ -368,6 +398,7 @@ def prepare(args):
     if args.cv is None:
         args.cv = CV_FOLDS if len(task.x_train) < CV_BELOW else 1
     if args.cv > 1:
+        check_folds(task, args.cv)
         hypermodel.use_folds(args.cv)
     project = args.project or f"{args.task}-{args.tuner}"
     if role != "worker":

@@ -22,7 +22,9 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import keras
 import keras_tuner as kt
+import numpy as np
 import psutil
 from keras_tuner.src.engine import metrics_tracking, tuner_utils
 from keras_tuner.src.engine import oracle as oracle_module
@@ -31,6 +33,7 @@ from keras_tuner.src.engine.trial import Trial, TrialStatus
 from tuning import distributed, isolate
 from tuning.hypermodel import Diverged
 from zoo import files
+from zoo.fit import best_epoch
 from zoo.registry import Registry
 
 TUNERS = Registry("tuner")
@@ -90,6 +93,7 @@ class SupervisedOracle:
         self.durations: dict[str, float] = {}  # trial id -> seconds, finished trials
         self.search_started = time.monotonic()
         self.deadline: float | None = None
+        self.budget: float | None = None
         self.budget_spent = False
         self.progress = True  # print a line after each trial
 
@@ -108,6 +112,7 @@ class SupervisedOracle:
         """Start no trial once `seconds` have passed since now, nor one the time left is not
         expected to fit (shorter than the mean trial so far)."""
         self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.budget = seconds
 
     def out_of_time(self) -> bool:
         """True when the time budget forbids starting another trial."""
@@ -167,8 +172,13 @@ class SupervisedOracle:
         from tuning import report
 
         rows = report.write_trials_csv(self._project_dir)
-        if not self.progress:
-            return
+        if self.progress:
+            print(self.progress_line(rows), flush=True)
+
+    def progress_line(self, rows: list[dict]) -> str:
+        """Trials finished, the best so far, time elapsed and budget left."""
+        from tuning import report
+
         finished = [r for r in rows if r["status"] in ("COMPLETED", "FAILED")]
         best = report.best_row(rows, self.objective.name, self.objective.direction)
         elapsed = time.monotonic() - self.search_started
@@ -178,7 +188,7 @@ class SupervisedOracle:
         line += f"; {elapsed / 60:.1f} min elapsed"
         if self.deadline is not None:
             line += f", {max(0.0, self.deadline - time.monotonic()) / 60:.1f} min of budget left"
-        print(line, flush=True)
+        return line
 
     def _check_consecutive_failures(self):
         try:
@@ -342,10 +352,292 @@ class GridOracle(SupervisedOracle, kt.oracles.GridSearchOracle):
     pass
 
 
+class HalvingOracle(SupervisedOracle, kt.Oracle):
+    """Asynchronous successive halving (ASHA, Li et al. 2020) that plans on a clock.
+
+    Rung r trains up to `rung_epochs[r]` epochs (the largest is `max_epochs`, each rung
+    `factor` times the one below), or with `set_rung_seconds`, up to `rung_seconds[r]` seconds
+    an execution (each rung `factor` times the one below) and `max_epochs`: every model gets
+    the same time at a rung, whatever an epoch of it costs. Whenever a trial may start, the
+    best trial of a rung that ranks in the top 1/`factor` of the trials finished there and has
+    not gone up is promoted: the same values at the next rung, trained afresh (the highest rung
+    first); otherwise a new configuration starts at rung 0: first `starts` (values to try
+    before any random draw, such as each model's defaults), then random draws. Early stopping
+    works inside a rung.
+
+    With a time budget, a trial starts only where its expected cost fits in the time left less
+    `reserve()` (what retraining the best trial so far on all the data will take, when
+    `refit_scale` is set). A promotion that does not fit gives way to a new rung-0 trial; when
+    not even that fits, the search ends. A trial still training when the budget is out is cut
+    there (`trial_deadline`, see `Deadline`). Rungs and promotions are read off the trials' own
+    values (`tuner/rung`, `tuner/parent`), so a resumed search goes on where it stopped.
+    """
+
+    def __init__(
+        self, *args, max_epochs: int, factor: int = 3, rungs: int = 3, starts=(), **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        self.factor, self.starts, self.max_epochs = factor, [dict(s) for s in starts], max_epochs
+        self.rung_epochs = rung_schedule(max_epochs, factor, rungs)
+        self.rung_seconds: list[float] | None = None
+        self.refit_scale: float | None = None  # data a refit sees / data a fold trains on
+
+    def set_rung_seconds(self, first: float) -> None:
+        """Time-capped rungs: `first` seconds an execution at rung 0, `factor` times more at
+        each rung above (as many rungs as `rung_epochs`); every rung up to `max_epochs`."""
+        self.rung_seconds = [first * self.factor**r for r in range(len(self.rung_epochs))]
+
+    def _compute_values_hash(self, values):
+        """A configuration's hash, whatever its rung (as hyperband's)."""
+        kept = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        return super()._compute_values_hash(kept)
+
+    # ---- costs
+
+    def _finished(self) -> list:
+        return [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
+
+    def _seconds_an_epoch(self) -> dict[str, float]:
+        """Model -> seconds an epoch an execution (all costs in), over its finished trials."""
+        spent: dict[str, list[float]] = {}
+        for trial in self._finished():
+            metric = trial.metrics.get_last_value
+            epochs = (metric("epochs_run") or 0) * (metric("executions") or 1)
+            if epochs > 0 and metric("seconds"):
+                model = trial.hyperparameters.values.get("model")
+                spent.setdefault(model, []).append(metric("seconds") / epochs)
+        return {model: statistics.mean(values) for model, values in spent.items()}
+
+    def expected_seconds(self, values: dict, rung: int) -> float:
+        """What a trial of `values` at `rung` is expected to take: with time-capped rungs the
+        mean of the trials finished at that rung (the cap and a quarter before any), else its
+        model's seconds an epoch so far times the rung's epochs (0 before any trial ended)."""
+        if self.rung_seconds is not None:
+            same = [
+                t.metrics.get_last_value("seconds")
+                for t in self._finished()
+                if int(t.hyperparameters.values.get("tuner/rung", 0)) == rung
+            ]
+            same = [s for s in same if s]
+            if same:
+                return statistics.mean(same)
+            return 1.25 * self.rung_seconds[rung] * self.executions
+        rates = self._seconds_an_epoch()
+        if not rates:
+            return 0.0
+        rate = rates.get(values.get("model"), max(rates.values()))
+        return rate * self.rung_epochs[rung] * self.executions
+
+    executions = 1  # the tuner's executions a trial (set by make_tuner)
+
+    def reserve(self) -> float:
+        """Seconds to keep for retraining the best trial so far on all the data (0 without
+        `refit_scale`): its model's seconds an epoch times the epochs it kept, scaled."""
+        if not self.refit_scale:
+            return 0.0
+        floor = REFIT_SHARE * (self.budget or 0.0)  # before any measurement, and for overheads
+        best = self._best_trial()
+        if best is None:
+            return floor
+        rate = self._seconds_an_epoch().get(best.hyperparameters.values.get("model"), 0.0)
+        kept = best.metrics.get_last_value("best_epoch") or self.rung_epochs[-1]
+        return max(floor, rate * kept * self.refit_scale)
+
+    def _best_trial(self):
+        done = [t for t in self._finished() if t.score is not None and np.isfinite(t.score)]
+        if not done:
+            return None
+        sign = -1 if self.objective.direction == "max" else 1
+        return min(done, key=lambda t: (sign * t.score, int(t.trial_id)))
+
+    def time_left(self) -> float:
+        """Seconds of the budget left for trials (the refit's reserve kept back); inf without."""
+        if self.deadline is None:
+            return float("inf")
+        return self.deadline - time.monotonic() - self.reserve()
+
+    def trial_deadline(self) -> float | None:
+        """The `time.monotonic()` at which a trial starting now must stop (None: no budget)."""
+        return None if self.deadline is None else self.deadline - self.reserve()
+
+    def out_of_time(self) -> bool:
+        """True when not even a rung-0 trial fits in the time left."""
+        if self.deadline is None:
+            return False
+        if self.time_left() <= 0:
+            return True
+        if self.rung_seconds is not None:
+            return self.expected_seconds({}, 0) > self.time_left()
+        rates = self._seconds_an_epoch()
+        cheapest = min(rates.values()) if rates else 0.0
+        return cheapest * self.rung_epochs[0] * self.executions > self.time_left()
+
+    # ---- choosing the next trial
+
+    def _rung(self, trial) -> int:
+        return int(trial.hyperparameters.values.get("tuner/rung", 0))
+
+    def _promotion(self):
+        """(trial, rung) of the next trial to go up a rung, highest rung first; else None."""
+        by_rung: dict[int, list] = {}
+        parents = {t.hyperparameters.values.get("tuner/parent") for t in self.trials.values()}
+        for trial in self.trials.values():
+            by_rung.setdefault(self._rung(trial), []).append(trial)
+        sign = -1 if self.objective.direction == "max" else 1
+        for rung in range(len(self.rung_epochs) - 2, -1, -1):
+            done = [
+                t
+                for t in by_rung.get(rung, [])
+                if t.status == TrialStatus.COMPLETED and t.score is not None
+                and np.isfinite(t.score)
+            ]  # fmt: skip
+            top = sorted(done, key=lambda t: (sign * t.score, int(t.trial_id)))
+            for trial in top[: len(done) // self.factor]:
+                if trial.trial_id not in parents:
+                    return trial, rung + 1
+        return None
+
+    def _next_start(self) -> dict | None:
+        """Values of the next new configuration: a start not tried yet (see `complete`), else
+        a random draw."""
+        for start in self.starts:
+            values = self.complete(start)
+            if values is not None and not self._duplicate(values):
+                return values
+        return self._random_values()
+
+    def complete(self, start: dict) -> dict | None:
+        """`start` as a trial's values: its values the space holds, and the default of every
+        other active hyperparameter (keras-tuner would draw them at random); None when the
+        space has not its model."""
+        space = {hp.name: hp for hp in self.hyperparameters.space}
+        hps = self.hyperparameters.copy()
+        hps.values = {k: v for k, v in start.items() if k in space and allowed(space[k], v)}
+        if "model" in start and hps.values.get("model") != start["model"]:
+            return None
+        for hp in hps.space:
+            if hps.is_active(hp) and hp.name not in hps.values:
+                hps.values[hp.name] = hp.default
+        return {k: v for k, v in hps.values.items() if hps.is_active(k)}
+
+    def populate_space(self, trial_id):
+        promotion = self._promotion()
+        if promotion is not None:
+            parent, rung = promotion
+            values = dict(parent.hyperparameters.values)
+            if self.expected_seconds(values, rung) <= self.time_left():
+                return self._start(values, rung, parent=parent.trial_id)
+        values = self._next_start()
+        if values is None:  # the space is exhausted
+            return {"status": "IDLE" if self.ongoing_trials else "STOPPED"}
+        if self.expected_seconds(values, 0) > self.time_left():
+            self.budget_spent = True
+            return {"status": "IDLE" if self.ongoing_trials else "STOPPED"}
+        return self._start(values, 0)
+
+    def _start(self, values: dict, rung: int, parent: str | None = None) -> dict:
+        values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        if self.rung_seconds is None:
+            values |= {"tuner/rung": rung, "tuner/epochs": self.rung_epochs[rung]}
+        else:
+            values |= {"tuner/rung": rung, "tuner/epochs": self.max_epochs}
+            values["tuner/seconds"] = round(self.rung_seconds[rung], 1)
+        values["tuner/initial_epoch"] = 0
+        if parent is not None:
+            values["tuner/parent"] = parent
+        return {"status": "RUNNING", "values": values}
+
+    def progress_line(self, rows: list[dict]) -> str:
+        """The last trial (model, rung, objective), trials so far, the best, time left."""
+        from tuning import report
+        from tuning.hypermodel import model_name
+
+        name = self.objective.name
+        last = max(rows, key=lambda r: int(r["trial_id"])) if rows else None
+        line = "[best]"
+        if last is not None:
+            rung = int(last.get("tuner/rung") or 0)
+            figure = last.get(name)
+            shown = f"{figure:.4f}" if isinstance(figure, float) else last["status"]
+            cap = last.get("tuner/seconds")
+            size = f"{cap:g} s a fold" if cap else f"{self.rung_epochs[rung]} epochs"
+            line += (
+                f" trial {last['trial_id']} {last.get('model')} at rung {rung + 1} of "
+                f"{len(self.rung_epochs)} ({size}): {name} {shown};"
+            )
+        best = report.best_row(rows, name, self.objective.direction)
+        line += f" {len(rows)} trials"
+        if best:
+            model = model_name({k: v for k, v in best.items() if k in ("model", "bidirectional")})
+            line += f", best trial {best['trial_id']} ({model}) {best[name]:.4f}"
+        line += f"; {(time.monotonic() - self.search_started) / 60:.1f} min elapsed"
+        if self.deadline is not None:
+            line += f", {max(0.0, self.deadline - time.monotonic()) / 60:.1f} min left"
+        return line
+
+
+# The share of a time budget kept back for the final training at least (its evaluation, plots
+# and saving included), before the winner's own cost is measured.
+REFIT_SHARE = 0.1
+
+
+def allowed(hp, value) -> bool:
+    """True when hyperparameter `hp` can take `value` (a choice among its values, a number in
+    its range)."""
+    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+        return value == hp.value
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return value in hp.values
+    if isinstance(hp, kt.engine.hyperparameters.Boolean):
+        return isinstance(value, bool)
+    if isinstance(hp, (kt.engine.hyperparameters.Int, kt.engine.hyperparameters.Float)):
+        return hp.min_value <= value <= hp.max_value
+    return False
+
+
+def rung_schedule(max_epochs: int, factor: int, rungs: int) -> list[int]:
+    """Epochs of each rung, lowest first: `max_epochs` divided by factor**k, at least 1 and
+    strictly rising (fewer rungs where `max_epochs` is small)."""
+    epochs = [max(1, round(max_epochs / factor**k)) for k in range(rungs - 1, -1, -1)]
+    return sorted(set(epochs))
+
+
+class TimeCap(keras.callbacks.Callback):
+    """Stop training `seconds` after it began (after the batch under way): a time-capped
+    rung's execution (see `HalvingOracle.set_rung_seconds`)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.began = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.began > self.seconds:
+            self.model.stop_training = True
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stop training at `time.monotonic()` `deadline` (after the batch under way): a trial
+    that the time budget cannot see to its end is cut there, with its best epoch so far."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+        self.cut = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() > self.deadline:
+            self.cut = True
+            self.model.stop_training = True
+
+
 def costs(started: float, epochs_run: list[int]) -> dict[str, float]:
     """A trial's costs: mean epochs run an execution, seconds since `started`, RSS in MiB."""
     return {
         "epochs_run": statistics.mean(epochs_run),
+        "executions": len(epochs_run),
         "seconds": round(time.perf_counter() - started, 2),
         "rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20, 1),
     }
@@ -409,14 +701,21 @@ class ZooTuner(kt.Tuner):
 
     def run_trial(self, trial, *args, **kwargs):
         """Train as keras-tuner does (each execution from its own seed, see
-        `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb` and `objective_std`, the
-        spread of the executions' objectives (the oracle sees their mean).
+        `ZooHyperModel`), then add `epochs_run`, `seconds`, `rss_mb`, `objective_std`, the
+        spread of the executions' objectives (the oracle sees their mean), and `best_epoch`,
+        the mean of the epochs their early stopping kept (what a replay trains for).
 
         A diverged trial records them too, with a NaN objective (the oracle wants one).
         """
         started = time.perf_counter()
         self.hypermodel.execution = 0
         run = self._run_isolated if self.isolate_trials else self._run_here
+        deadline = getattr(self.oracle, "trial_deadline", lambda: None)()
+        if deadline is not None:  # the time budget cuts a trial it cannot see to its end
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), Deadline(deadline)]
+        cap = trial.hyperparameters.values.get("tuner/seconds")
+        if cap:  # a time-capped rung: each execution trains that long at most
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), TimeCap(cap)]
         try:
             histories = run(trial, *args, **kwargs)
         except Diverged as err:
@@ -428,10 +727,15 @@ class ZooTuner(kt.Tuner):
         best = max if objective.direction == "max" else min
         values = [best(h.history[objective.name]) for h in histories]
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        first = trial.hyperparameters.values.get("tuner/initial_epoch", 0)
+        kept = [
+            best_epoch(h.history, (objective.name, objective.direction), first) for h in histories
+        ]
         return (
             metrics
             | costs(started, [len(h.history["loss"]) for h in histories])
-            | {"objective_std": spread}
+            | {"objective_std": spread, "best_epoch": statistics.mean(kept)}
+            | {"cut": float(deadline is not None and time.monotonic() > deadline)}
         )
 
     def _run_here(self, trial, *args, **kwargs):
@@ -584,6 +888,16 @@ def hyperband(objective, max_trials, epochs, **common):
 
 
 @TUNERS.register
+def halving(objective, max_trials, epochs, **common):
+    """Asynchronous successive halving on a clock (`HalvingOracle`): many configurations for a
+    ninth of `epochs`, the best third of them for a third, the best of those for all `epochs`;
+    with `--time-budget`, no trial starts that the time left cannot hold."""
+    return ZooTuner, HalvingOracle(
+        objective=objective, max_trials=max_trials, max_epochs=epochs, **common
+    )
+
+
+@TUNERS.register
 def grid(objective, max_trials, epochs, **common):
     """Grid search: every combination in turn, defaults first (continuous ranges in 10 steps)."""
     return ZooTuner, GridOracle(objective=objective, max_trials=max_trials, **common)
@@ -611,6 +925,7 @@ def make_tuner(
         seed=seed + 1,  # keras-tuner takes seed 0 as "no seed"
         max_retries_per_trial=max_retries,
     )
+    oracle.executions = executions_per_trial
     tuner = tuner_class(
         oracle,
         hypermodel,

@@ -14,17 +14,21 @@ from zoo.models import (
     model_defaults,
     model_hyperparameters,
     model_output_kinds,
+    rnn_fcn_model,
     why_it_looks_ahead,
 )
 from zoo.presets import NO_PRESET, default_preset, get_preset
 from zoo.tasks import TASKS, Task, get_task, task_options, task_reads_data
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "adagrad", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
+# The plateau schedule (`zoo.fit.plateau_callback`): halve the learning rate when the training
+# loss stalls, down to a tenth of where it started.
+PLATEAU_FACTOR = 0.5
+PLATEAU_FLOOR = 0.1
 JIT_CHOICES = ("auto", "on", "off")
 DEFAULTS = {
     "optimizer": "adam",
-    "lr_schedule": "constant",
     "seed": 0,
     "ensemble": 1,
     "jit_compile": "auto",
@@ -36,7 +40,10 @@ TRAINING_KEYS = (
     "optimizer",
     "learning_rate",
     "lr_schedule",
+    "lr_patience",
     "patience",
+    "early_stopping",
+    "refit",
     "seed",
     "ensemble",
     "jit_compile",
@@ -57,6 +64,10 @@ SMALL_DATA_DROPOUT = {"dropout": 0.3, "recurrent_dropout": 0.3}
 # copies of each (the weights, their gradients, Adam's two moments), 1.6 GB at this size, before
 # activations; `--units 1000000` asked for 8e12 and took ~96 s to fail out of memory.
 MAX_PARAMETERS = 100_000_000
+# The FCN family's recipe (`fcn_recipe`): gradient steps on a small split, and the plateau
+# schedule's patience as a share of the epochs (the papers: 50 or 100 of 2,000 epochs).
+FCN_GRADIENT_STEPS = 3000
+FCN_PLATEAU_DIVISOR = 20
 
 
 def read_hparams(path: str) -> dict:
@@ -210,21 +221,64 @@ def model_settings(config: dict) -> dict:
     return {k: config[k] for k in model_hyperparameters(config["model"]) if k in config}
 
 
-def training_defaults_for(task: Task) -> dict:
-    """The training defaults for `task`: its own, or for a small training split (fewer than
-    SMALL_DATA windows) a batch size that suits the size and enough epochs for
+def training_defaults_for(task: Task, model: str | None = None) -> dict:
+    """The training defaults for `task` (and `model`): its own, or for a small training split
+    (fewer than SMALL_DATA windows) a batch size that suits the size and enough epochs for
     MIN_GRADIENT_STEPS gradient steps, with a patience of a quarter of them, and the model's
-    SMALL_DATA_DROPOUT. A split of 36 windows trains in batches of 8 for up to 600 epochs with
-    patience 150 instead of 20 epochs of one batch (20 steps)."""
+    SMALL_DATA_DROPOUT (the keys `model` takes). A split of 36 windows trains in batches of 8
+    for up to 600 epochs with patience 150 instead of 20 epochs of one batch (20 steps).
+    The FCN models (`fcn_recipe`) have their own. `lr_schedule` is always set."""
+    if model is not None and is_fcn(model):
+        return fcn_recipe(task)
     own = {"epochs": task.epochs, "batch_size": task.batch_size, "patience": task.patience}
+    own["lr_schedule"] = "constant"
     n = len(task.x_train)
     if n >= SMALL_DATA:
         return own
-    batch = min(task.batch_size, max(8, 2 ** round(math.log2(max(n, 1) / 8))))
+    batch = small_data_batch(task)
     per_epoch = math.ceil(n / batch)
     epochs = min(MAX_SMALL_DATA_EPOCHS, max(task.epochs, math.ceil(MIN_GRADIENT_STEPS / per_epoch)))
     patience = max(task.patience, epochs // 4)
-    return {"epochs": epochs, "batch_size": batch, "patience": patience, **SMALL_DATA_DROPOUT}
+    takes = model_hyperparameters(model) if model else list(SMALL_DATA_DROPOUT)
+    dropout = {k: v for k, v in SMALL_DATA_DROPOUT.items() if k in takes}
+    return {**own, "epochs": epochs, "batch_size": batch, "patience": patience, **dropout}
+
+
+def small_data_batch(task: Task) -> int:
+    """About an eighth of the training windows, a power of 2, 8 at least, the task's at most."""
+    n = len(task.x_train)
+    return min(task.batch_size, max(8, 2 ** round(math.log2(max(n, 1) / 8))))
+
+
+def is_fcn(model: str) -> bool:
+    """True for the RNN-FCN family (a convolutional branch beside the recurrent one)."""
+    return model in MODELS and MODELS.get(model).builder is rnn_fcn_model
+
+
+def fcn_recipe(task: Task) -> dict:
+    """The FCN family's training defaults: Adam at 1e-3 with the `plateau` schedule, as the
+    papers train them (Wang et al. 2017; Karim et al. 2018), for FCN_GRADIENT_STEPS steps in
+    batches of `small_data_batch` windows on a small split, early stopping after a quarter of
+    the epochs without a validation gain; on a large split the task's own batch and epochs.
+    Chosen by cross-validation inside the training splits of the panel sets (README, What to
+    run first)."""
+    n = len(task.x_train)
+    if n >= SMALL_DATA:
+        epochs, batch = task.epochs, task.batch_size
+    else:
+        batch = small_data_batch(task)
+        per_epoch = math.ceil(n / batch)
+        epochs = min(
+            MAX_SMALL_DATA_EPOCHS, max(task.epochs, math.ceil(FCN_GRADIENT_STEPS / per_epoch))
+        )
+    return {
+        "epochs": epochs,
+        "batch_size": batch,
+        "patience": max(task.patience, epochs // 4),
+        "learning_rate": 1e-3,
+        "lr_schedule": "plateau",
+        "lr_patience": max(5, epochs // FCN_PLATEAU_DIVISOR),
+    }
 
 
 def small_data_note(task: Task, chosen: dict) -> str | None:
@@ -233,11 +287,18 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
     if n >= SMALL_DATA:
         return None
     steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
+    dropout = [f"{k.replace('_', ' ')} {chosen[k]:g}" for k in SMALL_DATA_DROPOUT if k in chosen]
+    extra = f", {' and '.join(dropout)} against memorising it" if dropout else ""
+    if chosen.get("lr_schedule") == "plateau":
+        extra += (
+            f", learning rate {chosen['learning_rate']:g} halved after {chosen['lr_patience']} "
+            "epochs without a lower training loss"
+        )
+    flags = ["--batch-size", "--epochs", "--patience", *(f"--{k.replace('_', '-')}" for k in
+             (*SMALL_DATA_DROPOUT, "lr_schedule") if k in chosen)]  # fmt: skip
     return (
         f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size "
         f"{chosen['batch_size']}, up to {chosen['epochs']} epochs ({steps:,} gradient steps), "
-        f"patience {chosen['patience']}, "
-        f"dropout {chosen['dropout']:g} and recurrent dropout {chosen['recurrent_dropout']:g} "
-        "against memorising it; --batch-size, --epochs, --patience, --dropout and "
-        "--recurrent-dropout choose otherwise"
+        f"patience {chosen['patience']}{extra}; {', '.join(flags[:-1])} and {flags[-1]} "
+        "choose otherwise"
     )

@@ -1,8 +1,10 @@
-"""Compile and fit: the one place the trainer and the tuner share, and the trainer's run.
+"""Compile and fit: the one training path the trainer and the tuner share, and the trainer's run.
 
-A model tuned is a model the trainer can rebuild: both call `compile_model` and `fit_callbacks`.
-`train` (one model) and `train_ensemble` (a seed ensemble) fit a configured model on a task and
-leave a run folder (`zoo.runs`).
+A model tuned is a model the trainer can rebuild, trained the same way: a tuner's trial and
+`python -m zoo.train` both compile with `compile_for` and train with `fit` (the data pipeline,
+the learning-rate schedule, early stopping), so a trial's hyperparameters replayed with
+`--hparams` train as the trial did. `train` (one model) and `train_ensemble` (a seed ensemble)
+fit a configured model on a task and leave a run folder (`zoo.runs`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from zoo.config import (
     LR_SCHEDULES,
     MEMBER_SEED_STEP,
     OPTIMIZERS,
+    PLATEAU_FACTOR,
+    PLATEAU_FLOOR,
     load_task,
     model_settings,
 )
@@ -53,6 +57,7 @@ def make_optimizer(
 
     `lr_schedule="cosine"` decays the learning rate to 0 over `decay_steps` training steps
     (Keras' `CosineDecay`): large early steps, then small ones that settle into a minimum.
+    `"plateau"` starts at the constant rate and leaves the rest to `plateau_callback`.
     """
     if name not in OPTIMIZERS:
         raise ValueError(
@@ -187,7 +192,8 @@ class EpochBackup(keras.callbacks.Callback):
     kill mid-line leaves a torn row.
 
     `state` is `read_backup`'s, None for a fresh start. Must come after the `EarlyStopping`
-    and `AtomicCheckpoint` whose state it saves, in the callbacks.
+    (None for a run without early stopping) and `AtomicCheckpoint` whose state it saves, in the
+    callbacks.
     """
 
     def __init__(self, folder, early_stopping, checkpoint: AtomicCheckpoint, state: dict | None):
@@ -216,6 +222,8 @@ class EpochBackup(keras.callbacks.Callback):
             max(state["epoch"], epochs) if state["ended"] else state["epoch"]
         )
         stopping = self.early_stopping
+        if stopping is None:
+            return self._write_history()
         for key, value in state["early_stopping"].items():
             setattr(stopping, key, value)
         if state["best_weights"]:
@@ -227,7 +235,8 @@ class EpochBackup(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
         self._write_history()
-        self._commit(epoch + 1, improved=self.early_stopping.best_epoch == epoch)
+        stopping = self.early_stopping
+        self._commit(epoch + 1, improved=stopping is not None and stopping.best_epoch == epoch)
 
     def on_train_end(self, logs=None):
         if self.state is not None and not self.state["ended"]:
@@ -254,7 +263,7 @@ class EpochBackup(keras.callbacks.Callback):
             np.savez(f, *[keras.ops.convert_to_numpy(v) for v in self.variables()])
         best = (self.state or {}).get("best_weights")
         stopping = self.early_stopping
-        if improved and stopping.best_weights is not None:
+        if improved and stopping.best_weights is not None:  # (improved: there is a stopping)
             best = f"best-{epochs}.npz"
             with files.atomic_write(self.backup / best, "wb") as f:
                 np.savez(f, *stopping.best_weights)
@@ -264,7 +273,9 @@ class EpochBackup(keras.callbacks.Callback):
             "best_weights": best,
             "ended": False,
             "checkpoint_best": float(self.checkpoint.best),
-            "early_stopping": {
+            "early_stopping": {}
+            if stopping is None
+            else {
                 "wait": stopping.wait,
                 "best": None if stopping.best is None else float(stopping.best),
                 "best_epoch": stopping.best_epoch,
@@ -339,14 +350,121 @@ def tensorboard(folder: Path, verbose: int = 1) -> list[keras.callbacks.Callback
 def fit_callbacks(task: Task, *, patience: int = 10) -> list[keras.callbacks.Callback]:
     """Early stopping on the task's validation objective (best weights restored) and NaN stop;
     for a stateful task, state reset at each epoch and evaluation."""
+    return [early_stopping(task, patience), *standard_callbacks(task)]
+
+
+def early_stopping(task: Task, patience: int) -> keras.callbacks.EarlyStopping:
+    """Stop after `patience` epochs without a gain in the task's validation objective, and
+    restore the best epoch's weights."""
     monitor, mode = task.objective
-    return [
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
-        ),
-        keras.callbacks.TerminateOnNaN(),
-        *([ResetStates()] if task.stateful_batch else []),
-    ]
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, mode=mode, patience=patience, restore_best_weights=True
+    )
+
+
+def standard_callbacks(task: Task) -> list[keras.callbacks.Callback]:
+    """NaN stop, and for a stateful task state reset at each epoch and evaluation."""
+    return [keras.callbacks.TerminateOnNaN(), *([ResetStates()] if task.stateful_batch else [])]
+
+
+def plateau_callback(settings: dict) -> keras.callbacks.ReduceLROnPlateau:
+    """The `plateau` schedule: the learning rate halves after `lr_patience` epochs without a
+    lower TRAINING loss, down to a tenth of where it started (the FCN papers' recipe: Wang et
+    al. 2017, Karim et al. 2018). It watches the training loss, not the validation objective,
+    so a replay on other validation windows follows the same schedule."""
+    start = settings.get("learning_rate") or 1e-3  # Adam's own default
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor="loss",
+        factor=PLATEAU_FACTOR,
+        patience=settings["lr_patience"],
+        min_lr=start * PLATEAU_FLOOR,
+    )
+
+
+def decay_steps(settings: dict, windows: int) -> int:
+    """Training steps of a run of `settings` on `windows` training windows (a cosine decay
+    reaches 0 there)."""
+    return settings["epochs"] * math.ceil(windows / settings["batch_size"])
+
+
+def compile_for(
+    model: keras.Model, task: Task, settings: dict, windows: int, jit_compile: str | None = None
+) -> keras.Model:
+    """`compile_model` with a run's `settings` (optimizer, learning_rate, lr_schedule, epochs,
+    batch_size, jit_compile) for `windows` training windows."""
+    return compile_model(
+        model,
+        task,
+        optimizer=settings.get("optimizer", "adam"),
+        learning_rate=settings.get("learning_rate"),
+        lr_schedule=settings.get("lr_schedule", "constant"),
+        decay_steps=decay_steps(settings, windows),
+        jit_compile=jit_compile or settings.get("jit_compile", "auto"),
+        epochs=settings["epochs"],
+    )
+
+
+def fit(
+    model: keras.Model,
+    task: Task,
+    data: tuple,
+    validation: tuple | None,
+    settings: dict,
+    *,
+    stopper: keras.callbacks.EarlyStopping | None = None,
+    callbacks: list | tuple = (),
+    verbose: int = 0,
+    initial_epoch: int = 0,
+) -> keras.callbacks.History:
+    """Train a compiled `model` on `data` = (x, y, w): the one training loop of the zoo, for
+    `python -m zoo.train` and for every tuner trial alike.
+
+    `settings` holds `epochs`, `batch_size`, `seed`, `lr_schedule` (with `lr_patience` for
+    `plateau`), `patience` and `early_stopping` (default True, see `stops_early`): with it,
+    training stops after `patience` epochs without a gain on `validation` and keeps the best
+    epoch's weights (`stopper`, made here unless given); without it, it runs every epoch and
+    keeps the last.
+    Batches are shuffled afresh each epoch from (`seed`, epoch) alone (`EpochBatches`), so a
+    run resumed at `initial_epoch` trains as it would have; variable-length data trains in
+    batches of similar lengths (`LengthBatches`); a stateful task's batches follow each other
+    unshuffled. `callbacks` run after the zoo's own.
+    """
+    x, y, w = data
+    if stopper is None and stops_early(settings) and validation is not None:
+        stopper = early_stopping(task, settings["patience"])
+    ours = [stopper] if stopper is not None else []
+    ours += standard_callbacks(task)
+    if settings.get("lr_schedule") == "plateau":
+        ours.append(plateau_callback(settings))
+    # epoch N's batches from (seed, N) alone, so a resumed run trains as it would have
+    order = dict(batch_size=settings["batch_size"], seed=settings.get("seed", 0))
+    order["epoch"] = initial_epoch
+    if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
+        arguments = {"x": LengthBatches(x, y, w, **order)}
+    elif task.stateful_batch:  # a stateful task's batches follow each other, unshuffled
+        arguments = dict(x=x, y=y, sample_weight=w, batch_size=settings["batch_size"])
+    else:
+        arguments = {"x": EpochBatches(x, y, w, **order)}
+    arguments["shuffle"] = False  # the batches above are shuffled; Keras' own shuffle would not be
+    return model.fit(
+        **arguments,
+        validation_data=validation,
+        epochs=settings["epochs"],
+        initial_epoch=initial_epoch,
+        callbacks=[*ours, *callbacks],
+        verbose=verbose,
+    )
+
+
+def best_epoch(history: dict, objective: tuple[str, str], initial_epoch: int = 0) -> int:
+    """The epoch (from 1) with the best `objective` in `history`, the first of equals, as
+    early stopping picks it; the last epoch where the history has no such values."""
+    name, direction = objective
+    values = [v if np.isfinite(v) else np.nan for v in history.get(name, [])]
+    if not values or np.all(np.isnan(values)):
+        return initial_epoch + len(history.get("loss", []))
+    pick = np.nanargmax if direction == "max" else np.nanargmin
+    return initial_epoch + int(pick(values)) + 1
 
 
 def validation_data(task: Task):
@@ -382,61 +500,50 @@ def build_model(config: dict, task: Task) -> keras.Model:
 
 
 def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1) -> dict:
-    """Compile, fit with early stopping and checkpoints, evaluate on test, save everything.
+    """Compile, fit (`fit`: early stopping unless `early_stopping` is off), checkpoint, evaluate
+    on test, save everything.
 
     Every epoch is backed up in backup/ (`EpochBackup`), removed once the run's results are
     written; a folder that still has one resumes from its last epoch (`--resume`), killed at
     any instant. A loss that turns NaN or inf raises `Diverged`; the folder then keeps
     config.json and history.csv, and no model or metrics. Under `--distribute`, compile and fit
-    run in the strategy's scope."""
+    run in the strategy's scope. With `refit`, the model trains on the train and validation
+    splits together (see `training_split`)."""
     state, note = read_backup(folder)
     if note:
         print(note, file=sys.stderr)
     runs.write_config(folder, config, task, model.count_params())
-    x, y, w = task.split("train")
+    data, validation = training_split(task, config)
     choice = config.get("distribute", "none")
     with distribute.scope(choice):
-        compile_model(
-            model,
-            task,
-            optimizer=config["optimizer"],
-            learning_rate=config.get("learning_rate"),
-            lr_schedule=config["lr_schedule"],
-            decay_steps=config["epochs"] * math.ceil(len(x) / config["batch_size"]),
-            jit_compile=distribute.jit_compile(choice, config["jit_compile"]),
-            epochs=config["epochs"],
-        )
-    callbacks = fit_callbacks(task, patience=config["patience"])
+        jit = distribute.jit_compile(choice, config["jit_compile"])
+        compile_for(model, task, config, len(data[0]), jit)
     monitor, mode = task.objective
+    stopper = early_stopping(task, config["patience"]) if stops_early(config) else None
     best = None if state is None else state["checkpoint_best"]
     checkpoint = AtomicCheckpoint(folder / "model.keras", monitor, mode, best)
-    backup = EpochBackup(folder, callbacks[0], checkpoint, state)
-    callbacks += [checkpoint, *tensorboard(folder / "tb", verbose), backup]
-    # epoch N's batches from (seed, N) alone, so a resumed run trains as it would have
-    order = dict(batch_size=config["batch_size"], seed=config["seed"], epoch=first_epoch(state))
-    if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
-        data = {"x": LengthBatches(x, y, w, **order)}
-    elif task.stateful_batch:  # a stateful task's batches follow each other, unshuffled
-        data = dict(x=x, y=y, sample_weight=w, batch_size=config["batch_size"])
-    else:
-        data = {"x": EpochBatches(x, y, w, **order)}
-    data["shuffle"] = False  # the batches above are shuffled; Keras' own shuffle would not be
+    backup = EpochBackup(folder, stopper, checkpoint, state)
+    callbacks = [checkpoint, *tensorboard(folder / "tb", verbose), backup]
     started = time.perf_counter()
     interrupted = False
     try:
         with distribute.scope(choice):
-            model.fit(
-                **data,
-                validation_data=validation_data(task),
-                epochs=config["epochs"],
+            fit(
+                model,
+                task,
+                data,
+                validation,
+                config,
+                stopper=stopper,
                 callbacks=callbacks,
                 verbose=verbose,
+                initial_epoch=first_epoch(state),
             )
     except KeyboardInterrupt:
         interrupted = True
         print("\nInterrupted: keeping the best model so far.", file=sys.stderr)
-        if callbacks[0].best_weights is not None:
-            model.set_weights(callbacks[0].best_weights)
+        if stopper is not None and stopper.best_weights is not None:
+            model.set_weights(stopper.best_weights)
     history = backup.history  # the whole run's, epochs before a resume included
     try:
         check_finite_history(history)
@@ -445,19 +552,38 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
         shutil.rmtree(folder / "backup", ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
+    epochs_run = len(history.get("loss", []))
     metrics = save_results(
         task,
         model,
         folder,
         history,
-        epochs_run=len(history.get("loss", [])),
+        epochs_run=epochs_run,
         train_seconds=round(seconds, 1),
-        best_epoch=callbacks[0].best_epoch + 1,
+        best_epoch=stopper.best_epoch + 1 if stopper is not None else epochs_run,
         interrupted=interrupted,
     )
     if not interrupted:  # the results are written: nothing left to resume
         shutil.rmtree(folder / "backup", ignore_errors=True)
     return metrics
+
+
+def stops_early(config: dict) -> bool:
+    """True when a run stops early on validation (the default); False with `early_stopping`
+    off or `refit` (then it trains every epoch and keeps the last weights)."""
+    return bool(config.get("early_stopping", True)) and not config.get("refit")
+
+
+def training_split(task: Task, config: dict):
+    """((x, y, w), validation_data) a run trains on: the train split, scored on validation;
+    with `refit`, the train and validation splits together (every labelled window the task
+    has outside its test split; the validation figures are then not held out)."""
+    if not config.get("refit"):
+        return task.split("train"), validation_data(task)
+    train, val = task.split("train"), task.split("val")
+    weights = None if train[2] is None else np.concatenate([train[2], val[2]])
+    pooled = (np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]), weights)
+    return pooled, validation_data(task)
 
 
 def save_results(task: Task, model: keras.Model, folder: Path, history: dict, **facts) -> dict:

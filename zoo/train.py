@@ -8,6 +8,7 @@ and `--list` import no Keras, so they answer at once.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import shutil
 import sys
@@ -74,7 +75,9 @@ def own_defaults(task: str | None, model: str | None) -> dict:
 
     if task not in TASKS or model not in MODELS:
         return {}
-    values = model_defaults(model) | training_defaults(task) | DEFAULTS
+    values = (
+        model_defaults(model) | training_defaults(task) | DEFAULTS | {"lr_schedule": "constant"}
+    )
     preset = default_preset(task, model)
     return values | (get_preset(preset) if preset else {})
 
@@ -161,13 +164,36 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
     p.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
-        help="cosine: decay the learning rate to 0 over --epochs "
-        f"({default('lr_schedule', DEFAULTS['lr_schedule'])})",
+        help="cosine: decay the learning rate to 0 over --epochs; plateau: halve it after "
+        "--lr-patience epochs without a lower training loss, down to a tenth "
+        "(default: constant; plateau for the FCN models)",
+    )
+    p.add_argument(
+        "--lr-patience",
+        type=positive_int,
+        help="plateau schedule: epochs without a lower training loss before the learning rate "
+        "halves (default: a twentieth of the epochs, 5 at least)",
     )
     p.add_argument(
         "--patience",
         type=positive_int,
         help=f"epochs without validation gain before stopping ({default('patience', task_own)})",
+    )
+    p.add_argument(
+        "--early-stopping",
+        action=argparse.BooleanOptionalAction,
+        help="stop after --patience epochs without validation gain and keep the best epoch; "
+        "--no-early-stopping trains every epoch and keeps the last (as a search's "
+        "best_hparams.json replays a trial: for the epochs its early stopping found) "
+        "(default: on)",
+    )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        default=None,
+        help="train on the train and validation splits together for exactly --epochs epochs "
+        "(no early stopping; the validation figures are then not held out): a configuration "
+        "whose epochs were chosen beforehand, e.g. by cross-validation",
     )
     p.add_argument(
         "--seed",
@@ -382,9 +408,13 @@ def prepare(config: dict):
     check_pairing(task, config["model"])
     check_size(config, task.input_shape[-1])
     distribute.check(config, bool(task.stateful_batch))
-    chosen = training_defaults_for(task)
-    if not all(key in config for key in chosen):
-        note = small_data_note(task, chosen)
+    chosen = training_defaults_for(task, config["model"])
+    if config.get("lr_schedule", chosen["lr_schedule"]) != "plateau":
+        chosen.pop("lr_patience", None)
+    elif "lr_patience" not in chosen:
+        chosen["lr_patience"] = max(5, config.get("epochs", chosen["epochs"]) // 20)
+    if set(chosen) - set(config) - {"patience", "lr_schedule", "lr_patience"}:
+        note = small_data_note(task, {**chosen, **config})  # what this run trains with
         if note:
             print(note)
     if task.stateful_batch and config["ensemble"] > 1:

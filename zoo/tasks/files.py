@@ -352,6 +352,12 @@ def npz(
             raise DataError(f"npz: labels must be 0 or more. Received: min label {labels.min()}")
         _check_classes(arrays, weights, trained)
         size = int(labels.max()) + 1
+        seen = np.unique(np.concatenate([arrays["y_train"].ravel(), arrays["y_val"].ravel()]))
+        if kind == "classification" and len(seen) < 2:
+            raise DataError(
+                f"npz: the training windows hold one class ({seen[0]}); a classifier needs "
+                "labelled windows of at least 2 classes"
+            )
     for split in ("train", "val", "test"):
         dtype = np.int32 if kind.endswith("classification") else np.float32
         arrays[f"y_{split}"] = arrays[f"y_{split}"].astype(dtype)
