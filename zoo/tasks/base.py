@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.features import channel_statistics
 from zoo.models import OUTPUT_KINDS
 from zoo.registry import Registry
 
@@ -218,15 +219,6 @@ def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     order = np.random.default_rng(seed).permutation(n)
     n_out = max(1, int(round(n * fraction)))
     return np.sort(order[n_out:]), np.sort(order[:n_out])
-
-
-def channel_statistics(x_train: np.ndarray) -> dict[str, list[float]]:
-    """Per-channel mean and std of `x_train` (a std of 0 becomes 1), for a model's
-    standardisation layer. NaN steps (the padding of variable-length data) are left out."""
-    mean = np.nanmean(x_train, axis=(0, 1), dtype=np.float64)
-    std = np.nanstd(x_train, axis=(0, 1), dtype=np.float64)
-    std[std == 0] = 1.0
-    return {"mean": mean.tolist(), "std": std.tolist()}
 
 
 def apply_preprocessing(x: np.ndarray, preprocessing: dict) -> np.ndarray:

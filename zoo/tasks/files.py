@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.features import channel_statistics, feature_spec
 from zoo.tasks.base import (
     DataError,
     Task,
-    channel_statistics,
     check_finite,
     check_flag,
     mask_padding,
@@ -233,8 +233,6 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
 def _npz_features(arrays: dict, sampling_hz) -> dict:
     """The window features' spec of an npz task (`zoo.features.feature_spec`); a one-line
     error for bad channel names, too few steps or a bad sampling rate."""
-    from zoo.features import feature_spec
-
     features = arrays["x_train"].shape[2]
     names = arrays.get("channels", np.array([f"ch{i}" for i in range(features)]))
     if names.shape != (features,) or names.dtype.kind != "U":

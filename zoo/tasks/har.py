@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo import files
-from zoo.features import feature_spec
-from zoo.tasks.base import DataError, Task, channel_statistics, check_flag, register_task
+from zoo.features import channel_statistics, feature_spec
+from zoo.tasks.base import DataError, Task, check_flag, register_task
 from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
