@@ -251,7 +251,7 @@ class ZooHyperModel(kt.HyperModel):
             `seed + EXECUTION_SEED_STEP * K`, so repeated executions start differently.
             Defaults to `0`.
         epochs: most epochs a trial; with the task's size it sets the XLA choice
-            (`zoo.fit.use_xla`). Defaults to the task's own (as `patience`).
+            (`zoo.xla.use_xla`). Defaults to the task's own (as `patience`).
         patience: early-stopping patience within a trial. Defaults to the task's own
             (`zoo.config.training_defaults_for`, which adapts it to a small training split).
 

@@ -26,7 +26,7 @@ own gradient is correct once the gates are reordered and `forget_bias=0` (Keras 
 bias in `bias`) and `cell_clip=-1` (V1 clips the cell state at 3 by default).
 
 `BlockLSTM` has no XLA kernel: a model using the fused path does not support `jit_compile=True`
-(Keras then warns and compiles without XLA). `zoo.fit.use_xla` picks XLA where it helps.
+(Keras then warns and compiles without XLA). `zoo.xla.use_xla` picks XLA where it helps.
 
 Measured on 2 shared cores (scripts/benchmark_speed.py; ratios of training samples/s against
 `keras.layers.LSTM` without XLA, interleaved in one run): single LSTM 1.06-1.29x (XLA does

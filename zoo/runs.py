@@ -146,7 +146,7 @@ def load_model(path: str | os.PathLike):
     import zoo.layers  # noqa: F401
     import zoo.scaling  # noqa: F401
     import zoo.smoothing  # noqa: F401
-    from zoo.fit import use_xla
+    from zoo.xla import use_xla
 
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found"
         raise ValueError(f"cannot load {path}: the file is corrupt (empty, truncated or not a "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo import backtest
+from zoo.models import reset_states
 from zoo.tasks.base import Task
 
 
@@ -12,8 +13,6 @@ def predict(model, x: np.ndarray, batch_size: int = 1024, stateful_batch: int | 
     """Predictions in large batches (inference needs no small batches); a stateful model's in
     its own batches, in order, from zero state."""
     if stateful_batch:
-        from zoo.fit import reset_states
-
         reset_states(model)
         batch_size = stateful_batch
     return model.predict(x, batch_size=batch_size, verbose=0)

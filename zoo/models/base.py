@@ -132,6 +132,15 @@ def average_models(models: Sequence, name: str = "ensemble"):
     return keras.Model(inputs, outputs[0], name=name)
 
 
+def reset_states(model) -> None:
+    """Zero the state of every stateful recurrent layer of `model`."""
+    import keras  # lazy: Keras loads when a model is used, not on `import zoo.models`
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
+
+
 # ---------------------------------------------------------------- checks
 
 
