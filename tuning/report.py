@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from zoo import plots
+from zoo import backend, plots
 from zoo.cli import Parser
 from zoo.files import CorruptFile, read_json_recovering, write_csv
 
@@ -158,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", help="the project folder: DIR/PROJECT of python -m tuning.search")
     args = parser.parse_args(argv)
-    from zoo import backend
-
     try:  # the trials name models through the registry, which imports Keras: quietly
         backend.load()
     except backend.BackendError as err:

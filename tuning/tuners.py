@@ -30,7 +30,7 @@ from keras_tuner.src.engine import metrics_tracking, tuner_utils
 from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
-from tuning import distributed, isolate
+from tuning import distributed, isolate, report
 from tuning.hypermodel import Diverged
 from zoo import files
 from zoo.fit import best_epoch
@@ -169,16 +169,12 @@ class SupervisedOracle:
 
     def after_trial(self) -> None:
         """trials.csv rewritten, and one progress line: trials done, the best so far, time."""
-        from tuning import report
-
         rows = report.write_trials_csv(self._project_dir)
         if self.progress:
             print(self.progress_line(rows), flush=True)
 
     def progress_line(self, rows: list[dict]) -> str:
         """Trials finished, the best so far, time elapsed and budget left."""
-        from tuning import report
-
         finished = [r for r in rows if r["status"] in ("COMPLETED", "FAILED")]
         best = report.best_row(rows, self.objective.name, self.objective.direction)
         elapsed = time.monotonic() - self.search_started
@@ -549,7 +545,6 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 
     def progress_line(self, rows: list[dict]) -> str:
         """The last trial (model, rung, objective), trials so far, the best, time left."""
-        from tuning import report
         from tuning.hypermodel import model_name
 
         name = self.objective.name

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 
 from zoo import backend
 
@@ -183,8 +184,6 @@ def lost_worker(err: BaseException) -> bool:
 
 def lost_tasks(err: BaseException) -> str:
     """The tasks the health check names as lost, e.g. "lost /job:worker/replica:0/task:1"."""
-    import re
-
     _, said, unhealthy = getattr(err, "message", "").partition("tasks are unhealthy")
     tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", unhealthy)))
     return f"lost {', '.join(tasks)}" if tasks else type(err).__name__

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import re
 import secrets
@@ -32,8 +33,14 @@ import time
 import warnings
 from pathlib import Path
 
-from zoo import files
+import numpy as np
+
+from zoo import backend, files
 from zoo.cli import Parser, positive_int
+from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run, run_task, versions
+from zoo.scoring import predict, score
+from zoo.tasks.base import DataError
 
 FORMATS = ("tflite", "saved_model", "onnx")
 FLOAT_TOLERANCE = 1e-4  # largest output difference a float32 export may have against Keras
@@ -153,8 +160,6 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
     if fmt == "onnx":
         for module in ("tf2onnx", "onnx"):
             _require(module, fmt)
-        import logging
-
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)
         try:
             with _quiet_stderr(), warnings.catch_warnings():
@@ -194,8 +199,6 @@ class Runtime:
         raise NotImplementedError
 
     def predict(self, x, batch_size=None, verbose=0):
-        import numpy as np
-
         x = np.asarray(x, dtype="float32")
         step = self.batch_size
         return np.concatenate([self.run(x[i : i + step]) for i in range(0, len(x), step)])
@@ -297,10 +300,6 @@ def _size(path: Path) -> int:
 
 def parity_report(model, task, fmt, path, runtime, quantize=False, calls=LATENCY_CALLS) -> dict:
     """The export at `path` against `model` on the task's whole test split (see the module)."""
-    import numpy as np
-
-    from zoo.scoring import predict, score
-
     x = task.split("test")[0]
     expected = predict(model, x)
     got = runtime.predict(x).reshape(expected.shape)
@@ -348,8 +347,6 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     Writes RUN_DIR/export/<artifact_name> and <report_name> beside it, replacing earlier ones.
     Raises `ExportError` (or `ValueError` for a bad run folder) with a one-line message.
     """
-    from zoo import backend
-
     artifact = artifact_name(fmt, quantize)
     backend.load()  # before tf2onnx, which imports TensorFlow
     if not backend.tensorflow_available():
@@ -360,8 +357,6 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     if fmt == "onnx":
         for module in ("tf2onnx", "onnx", "onnxruntime"):
             _require(module, fmt)
-    from zoo.runs import load_model, locate_run, run_task, versions
-
     model_path, config = locate_run(run_dir)
     task = run_task(config, data)
     model = load_model(model_path)
@@ -438,9 +433,6 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     try:
         report = export_run(args.run, args.format, args.quantize, args.data, args.latency_calls)
     except (ExportError, UnknownNameError, DataError, ValueError, KeyError) as err:

@@ -41,6 +41,7 @@ import functools
 
 import keras
 
+from zoo.kernels import lstm_op
 from zoo.scan import ScanLSTM
 
 __all__ = ["FusedLSTM", "NativeLSTM", "fused_path_available", "native_path_available"]
@@ -143,8 +144,6 @@ class FusedLSTM(ScanLSTM):
 def native_path_available() -> bool:
     """True where `NativeLSTM` runs the zoo's C++ op: TensorFlow without a GPU, and the op built
     (`zoo.kernels.lstm_op_status()` says why not)."""
-    from zoo.kernels import lstm_op
-
     return fused_path_available() and lstm_op() is not None
 
 
@@ -171,8 +170,6 @@ class NativeLSTM(ScanLSTM):
         if not (self._native and _kernel_can_run(self, sequences, mask, training, ("float32",))):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         import tensorflow as tf
-
-        from zoo.kernels import lstm_op
 
         cell = self.cell
         x = tf.transpose(_input_dropout(self, sequences, training), [1, 0, 2])  # time-major

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from zoo import files
+from zoo.scoring import predict
 
 
 def figure(*, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
@@ -155,8 +156,6 @@ def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) ->
 
 def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
     """The PNGs of a run that say more than numbers, by the task's output kind."""
-    from zoo.scoring import predict
-
     if history.get("loss"):
         training_curves(history, folder / "training_curves.png")
     if task.output_kind == "classification":

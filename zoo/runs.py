@@ -14,6 +14,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy
+
+import zoo
 from zoo.files import non_finite_keys, remove_temporaries, write_json
 from zoo.tasks.base import Task, get_task
 
@@ -68,10 +71,7 @@ def write_metrics(folder: Path, metrics: dict) -> None:
 
 def versions() -> dict[str, str]:
     """Versions that decide whether a run can be repeated."""
-    import keras
-    import numpy
-
-    import zoo
+    import keras  # lazy: keeps Keras out of `import zoo.runs` (the CLIs' --help)
 
     found = {
         "python": platform.python_version(),

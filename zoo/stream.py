@@ -35,8 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import files
+from zoo import backend, files, plots
 from zoo.cli import Parser, positive_int
+from zoo.models import why_it_looks_ahead
+from zoo.recordings import segments
+from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run
+from zoo.tasks.base import DataError
+from zoo.tasks.har import CLASS_NAMES, STEPS, load_arrays
 
 
 class StreamError(ValueError):
@@ -554,8 +560,6 @@ class Streamer:
     @classmethod
     def from_run(cls, run: str | os.PathLike) -> Streamer:
         """The streamer of a `zoo.train` run folder: its model with its task's preprocessing."""
-        from zoo.runs import load_model, locate_run
-
         model_path, config = locate_run(run)
         return cls(load_model(model_path), run_preprocessing(config))
 
@@ -662,9 +666,6 @@ def build_parser() -> Parser:
 
 def _har_recordings(data, config: dict, subject: int | None):
     """A har run's test subject as its continuous recordings (see `zoo.recordings`)."""
-    from zoo.recordings import segments
-    from zoo.tasks.har import CLASS_NAMES, STEPS, load_arrays
-
     arrays, _ = load_arrays(data)
     s_test = arrays["s_test"]
     subject = int(subject or s_test[0])
@@ -702,17 +703,8 @@ def _csv_bytes(table: list[dict]) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo import plots
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     try:
-        from zoo import backend
-
         backend.load()
-        from zoo.models import why_it_looks_ahead
-        from zoo.runs import load_model, locate_run
-
         model_path, config = locate_run(args.run)
         hp = config["hyperparameters"]
         why = why_it_looks_ahead(hp["model"])

@@ -21,6 +21,7 @@ from zoo.models.base import (
     family,
     variant,
 )
+from zoo.models.recurrent import recurrent_layer
 
 ES_CELLS = ("lstm", "gru")
 # The network's last layer starts near zero, so an untrained model forecasts the ES forecast.
@@ -132,7 +133,6 @@ def es_rnn_model(
     )
     import keras
 
-    from zoo.models.recurrent import recurrent_layer
     from zoo.smoothing import ESForecast, ESRNNModel, ExponentialSmoothing
 
     steps, features = input_shape
