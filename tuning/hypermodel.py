@@ -38,6 +38,7 @@ from __future__ import annotations
 import keras
 import keras_tuner as kt
 import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from zoo.config import OPTIMIZERS, training_defaults_for
 from zoo.fit import compile_for, fit, validation_data
@@ -473,8 +474,6 @@ class ZooHyperModel(kt.HyperModel):
         cut into `k` folds (stratified for per-sample classes), execution E of a trial
         validating on fold E mod k. The tuner runs k executions a trial; the oracle sees the
         mean of the folds' objectives."""
-        from sklearn.model_selection import KFold, StratifiedKFold
-
         _, y, _ = self.pooled()
         counts = np.bincount(y) if y.ndim == 1 and self.task.is_classification else None
         if counts is not None and counts[counts > 0].min() >= k:

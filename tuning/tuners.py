@@ -31,7 +31,7 @@ from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
 from tuning import distributed, isolate, report
-from tuning.hypermodel import Diverged
+from tuning.hypermodel import Diverged, model_name
 from zoo import files
 from zoo.fit import best_epoch
 from zoo.registry import Registry
@@ -545,8 +545,6 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 
     def progress_line(self, rows: list[dict]) -> str:
         """The last trial (model, rung, objective), trials so far, the best, time left."""
-        from tuning.hypermodel import model_name
-
         name = self.objective.name
         last = max(rows, key=lambda r: int(r["trial_id"])) if rows else None
         line = "[best]"
@@ -752,8 +750,6 @@ class ZooTuner(kt.Tuner):
     def _run_isolated(self, trial, *args, **kwargs):
         """`run_trial`'s training in a fresh process; a crash of that process is a crashed
         trial (retried `max_retries` times, then failed) with its reason as the message."""
-        import keras
-
         values = trial.hyperparameters.values
         earlier = values.get("tuner/trial_id")
         fit = {k: v for k, v in kwargs.items() if k != "callbacks"} | round_budget(values)
