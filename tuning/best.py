@@ -168,6 +168,7 @@ def plan_rungs(oracle, seconds: float) -> None:
 
 def prepare(args):
     """Task, hypermodel and tuner; bad input raises before anything is written."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
 
@@ -292,6 +293,7 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
 
 def final_training(parser, args, config: dict, trial, tuner, started: float) -> int:
     """Train the winner as `python -m zoo.train --hparams` would, into the run folder; report."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name
     from zoo.fit import Diverged, train
 

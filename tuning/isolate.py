@@ -34,6 +34,7 @@ def train_trial(job: dict) -> list[dict]:
     """A trial's executions, trained as `ZooTuner.run_trial` trains them in the search's
     process; the best epoch's weights go to the trial's checkpoint. Returns each execution's
     history (a dict)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras_tuner as kt
 
     hypermodel, hp = job["hypermodel"], kt.HyperParameters.from_config(job["hp"])

@@ -56,6 +56,7 @@ def last_value(trial: dict, metric: str) -> float | None:
 def trial_row(trial: dict, objective: str) -> dict:
     """One trial as a flat row. `model` is the registered model (a bidirectional twin is named
     as such), so the row reads as `python -m zoo.train` arguments."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name
 
     hyperparameters = trial["hyperparameters"]
@@ -75,6 +76,7 @@ def trial_row(trial: dict, objective: str) -> dict:
 def columns(rows: list[dict], objective: str) -> list[str]:
     """trial_id, status, the hyperparameters (the zoo's in their usual order, then any others,
     such as hyperband's tuner/epochs), objective, costs, message."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import NAMES
 
     head, tail = ["trial_id", "status"], [objective, *COSTS, "message"]

@@ -89,6 +89,7 @@ def duration(text: str) -> float:
 
 def worker_timeout(text: str) -> float:
     """argparse type: seconds, at least MIN_WORKER_TIMEOUT (a few heartbeats)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.distributed import MIN_WORKER_TIMEOUT
 
     try:
@@ -101,6 +102,7 @@ def worker_timeout(text: str) -> float:
 
 
 def build_parser() -> Parser:
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.distributed import DEFAULT_WORKER_TIMEOUT
     from tuning.hypermodel import NAMES
     from tuning.tuners import TUNERS
@@ -286,6 +288,7 @@ def replay_config(trial, hypermodel, *, epochs: int, patience: int, seed: int) -
     """`trial`'s values as `python -m zoo.train --hparams` replays them: for the epochs its
     early stopping kept (the mean over its executions, recorded as `best_epoch`), with its
     schedule and batch (`tuning.hypermodel.training_config`)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name, training_config
 
     values = trial.hyperparameters.values
@@ -323,6 +326,7 @@ def report_rss(rows: list[dict]) -> None:
 
 def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int:
     """Reports, best hyperparameters, best model and its test metrics; the exit status."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from keras_tuner.src.engine.trial import TrialStatus
 
     from tuning.hypermodel import model_name
@@ -377,6 +381,7 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
 
 def prepare(args):
     """Role, task, hypermodel and tuner from the arguments; bad input raises before any trial."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning import distributed
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner

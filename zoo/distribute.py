@@ -90,9 +90,11 @@ def check(config: dict, stateful: bool) -> None:
 def local_devices() -> list[str]:
     """The devices mirrored replicates over: the GPUs, else the (logical) CPUs."""
     if backend.name() == "jax":
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         return keras.distribution.list_devices()
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     split_cpu()
@@ -108,6 +110,7 @@ def split_cpu() -> None:
         return
     if not count.isdigit() or int(count) < 1:
         raise ValueError(f"{CPU_DEVICES} must be a positive integer. Received: {count!r}")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -119,10 +122,12 @@ def split_cpu() -> None:
 @functools.cache
 def strategy(choice: str):
     """The process' one strategy (TensorFlow creates it once) or JAX distribution."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     if backend.name() == "jax":
         return keras.distribution.DataParallel(devices=local_devices())
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     if choice == "mirrored":
@@ -149,6 +154,7 @@ def _patch_keras_multi_worker() -> None:
     strategy cannot do with a tuple, and reduces each step's scalar logs with `axis=0`. The
     build needs only this worker's batch, and the logs their mean over workers.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 
@@ -177,6 +183,7 @@ def _patch_keras_multi_worker() -> None:
 
 def lost_worker(err: BaseException) -> bool:
     """True for the error a collective raises when another worker died or stopped answering."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     return isinstance(err, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError))

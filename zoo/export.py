@@ -82,6 +82,7 @@ def plain_keras(model, names=("zoo>FusedLSTM", "zoo>NativeLSTM")):
     op; `NativeLSTM`: the zoo's C++ op) a plain `keras.layers.LSTM`, same weights; `model` itself
     when it has none. Works inside Bidirectional and nested models.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     changed = []
@@ -141,6 +142,7 @@ def _converter_message(err: Exception) -> str:
 def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantize=False) -> None:
     """Write `model` to `path` as `fmt`. `input_shape` is one sample's (steps, features): TFLite
     takes batches of 1 of it, SavedModel and ONNX any batch and any number of steps."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     artifact_name(fmt, quantize)  # refuses --quantize for other formats
@@ -170,6 +172,7 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
                 f"ONNX cannot convert this model: {_converter_message(err)}"
             ) from None
         return
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     spec = keras.InputSpec(shape=(1, *map(int, input_shape)), dtype="float32")
@@ -223,11 +226,13 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, path):
         try:
+            # lazy: ai-edge-litert is optional (the export extra)
             from ai_edge_litert import __version__ as version
             from ai_edge_litert.interpreter import Interpreter
 
             self.name = f"ai-edge-litert {version} Interpreter"
         except ImportError:
+            # lazy: keeps Keras out of `import zoo` until the backend is chosen
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
@@ -248,6 +253,7 @@ class SavedModelRuntime(Runtime):
     """`tf.saved_model.load` and the `serving_default` signature, as TensorFlow Serving calls it."""
 
     def __init__(self, path):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import tensorflow as tf
 
         self.name = f"tf.saved_model.load serving_default (TensorFlow {tf.__version__})"

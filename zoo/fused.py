@@ -52,6 +52,7 @@ def fused_path_available() -> bool:
     """True where `FusedLSTM` uses TensorFlow's fused kernel: TensorFlow backend, no GPU."""
     if keras.backend.backend() != "tensorflow":
         return False
+    # lazy: TensorFlow loads only on its own backend
     import tensorflow as tf
 
     return not tf.config.list_logical_devices("GPU")
@@ -81,6 +82,7 @@ def _input_dropout(layer, sequences, training):
 
 def _to_icfo(t, axis: int):
     """Keras' gate order i, f, c, o to BlockLSTM's i, c, f, o along `axis`."""
+    # lazy: TensorFlow loads only on its own backend
     import tensorflow as tf
 
     i, f, c, o = tf.split(t, 4, axis=axis)
@@ -108,6 +110,7 @@ class FusedLSTM(ScanLSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fused_ok(sequences, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        # lazy: TensorFlow loads only on its own backend
         import tensorflow as tf
 
         cell = self.cell
@@ -169,6 +172,7 @@ class NativeLSTM(ScanLSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not (self._native and _kernel_can_run(self, sequences, mask, training, ("float32",))):
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        # lazy: TensorFlow loads only on its own backend
         import tensorflow as tf
 
         cell = self.cell

@@ -49,6 +49,7 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
 
 def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusion matrix") -> Path:
     """The confusion matrix with class names, drawn by scikit-learn."""
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.metrics import ConfusionMatrixDisplay
 
     size = max(5.0, 0.55 * len(class_names) + 3)

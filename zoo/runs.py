@@ -140,6 +140,7 @@ def run_task(config: dict, data=None) -> Task:
 def load_model(path: str | os.PathLike):
     """`keras.models.load_model` with the zoo's layers registered; a corrupt or foreign file is a
     one-line ValueError."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)

@@ -21,6 +21,7 @@ def predict(model, x: np.ndarray, batch_size: int = 1024, stateful_batch: int | 
 def score(model, task: Task, split: str = "test") -> dict:
     """Loss and metrics of `model` on a split; for classification also per-class precision,
     recall, F1 and the confusion matrix (scikit-learn), on the targets that carry weight."""
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.metrics import classification_report, confusion_matrix
 
     x, y, w = task.split(split)

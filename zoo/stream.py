@@ -56,6 +56,7 @@ class StreamError(ValueError):
 
 
 def _f32(value) -> np.ndarray:
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float32)
@@ -72,6 +73,7 @@ def _softmax(x):
 
 def _activation(fn, where: str):
     """The NumPy twin of a Keras activation function, or a StreamError naming it."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     table = {
@@ -142,6 +144,7 @@ class _Recurrent(_Op):
     """One unidirectional recurrent layer: SimpleRNN, LSTM, GRU or the zoo's peephole LSTM."""
 
     def __init__(self, layer):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         from zoo.layers import PeepholeLSTMCell
@@ -347,6 +350,7 @@ def _normalization(layer, features: int):
     mean, variance = _f32(layer.mean).reshape(-1), _f32(layer.variance).reshape(-1)
     if len(mean) not in (1, features):
         raise StreamError(f"layer {layer.name!r}: Normalization over other axes than features")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     scale = np.maximum(np.sqrt(variance), keras.backend.epsilon())
@@ -377,6 +381,7 @@ def _reshape(layer, in_shape):
 
 def _make_op(layer, node, model_name: str):
     """The step operation of one layer call, or a StreamError saying why it cannot stream."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import AttentionPooling
@@ -445,6 +450,7 @@ class _Graph(_Op):
     """A functional model as a list of step operations in the order Keras runs its nodes."""
 
     def __init__(self, model):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         model = getattr(model, "_functional", model)  # a built Sequential's functional twin

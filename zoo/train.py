@@ -383,6 +383,7 @@ def run_folder(config: dict, resume: bool):
 
 def prepare(config: dict):
     """Load the task and build the model, so bad input fails before anything is written."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.fit import build_model
@@ -455,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1

@@ -131,6 +131,7 @@ def es_rnn_model(
         "es_rnn does its own scaling: preprocessing other than the series task's scaling",
         preprocessing=other,
     )
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.smoothing import ESForecast, ESRNNModel, ExponentialSmoothing

@@ -251,6 +251,7 @@ def pad_ragged(
     steps, so `model.predict(pad_ragged(sequences)[0])` reads the real steps only. Refuses, in
     one line, sequences that are empty, not numbers, of different feature counts or not finite.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from keras.utils import pad_sequences
 
     seqs = [np.asarray(s) for s in sequences]

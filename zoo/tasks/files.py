@@ -37,6 +37,7 @@ def digits(
     split carved from the rest; `train_size` keeps that many training windows (stratified), a
     small data set to try the small-data defaults and cross-validated search on.
     """
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -110,6 +111,7 @@ def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Ta
     `.npz` file in the same format (x_train, y_train, x_test, y_test).
     """
     if data is None:
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
@@ -219,6 +221,7 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
         variable.add(split)
         y = arrays.get(f"y_{split}")
         if isinstance(y, (list, tuple)) or (y is not None and np.asarray(y).dtype == object):
+            # lazy: keeps Keras out of `import zoo` until the backend is chosen
             from keras.utils import pad_sequences
 
             ys = [np.asarray(t) for t in y]

@@ -367,6 +367,7 @@ def download_zip(
 
 def _get_file(cache: Path, url: str, sha256: str, fname: str, bypass: str) -> Path:
     """`keras.utils.get_file` into `cache`, with its errors as one-line `DataError`s."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     try:
