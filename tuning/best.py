@@ -47,9 +47,9 @@ from zoo import backend
 from zoo import train as train_cli
 from zoo.cli import Parser, parse_assignments, positive_int
 from zoo.config import load_task, resolve, training_defaults_for
+from zoo.files import write_json
 from zoo.models import model_defaults
 from zoo.registry import UnknownNameError
-from zoo.files import write_json
 from zoo.runs import new_run_folder, task_facts, versions
 from zoo.scoring import headline
 from zoo.tasks.base import DataError
