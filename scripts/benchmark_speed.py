@@ -5,7 +5,7 @@ steps, 9 channels, 6 classes, Adam), timed in turns within one run so that the l
 machine hits them alike; ratios are medians of the per-round ratios. On `--backend tensorflow`:
 
 - `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
-  LSTMs, `NativeLSTM` for the others), compiled as `zoo.fit.use_xla` compiles a long run;
+  LSTMs, `NativeLSTM` for the others), compiled as `zoo.xla.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
@@ -454,8 +454,8 @@ def keras_configs(name: str, backend: str) -> dict:
     import keras
 
     from zoo import create_model
-    from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
     from zoo.fused import FusedLSTM, NativeLSTM
+    from zoo.xla import XLA_MIN_SAMPLE_STEPS, use_xla
 
     def build(jit, **layers):
         def make():

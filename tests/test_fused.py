@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from zoo.fit import XLA_MIN_SAMPLE_STEPS, use_xla
 from zoo.fused import FusedLSTM, NativeLSTM, fused_path_available, native_path_available
+from zoo.xla import XLA_MIN_SAMPLE_STEPS, use_xla
 
 BATCH, STEPS, FEATURES, UNITS = 4, 11, 3, 5
 

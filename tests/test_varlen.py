@@ -263,7 +263,7 @@ def test_padding_after_the_length_may_hold_anything(tmp_path, capsys):
 
 def test_xla_auto_stays_off_for_variable_length():
     """Batches by length come in many shapes: XLA would compile once for each."""
-    from zoo.fit import use_xla
+    from zoo.xla import use_xla
 
     # gru: a single layer that XLA compiles (the zoo's lstm runs its own C++ op instead)
     masked = create_model("gru", (None, 2), 3, units=4, preprocessing=PRE)

@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from tuning import report
 from tuning.search import (
     CV_BELOW,
     DEFAULT_DIR,
@@ -40,8 +41,18 @@ from tuning.search import (
     check_resume,
     duration,
     parse_fixed,
+    replay_config,
 )
+from zoo import backend
+from zoo import train as train_cli
 from zoo.cli import Parser, parse_assignments, positive_int
+from zoo.config import load_task, resolve, training_defaults_for
+from zoo.files import write_json
+from zoo.models import model_defaults
+from zoo.registry import UnknownNameError
+from zoo.runs import new_run_folder, task_facts, versions
+from zoo.scoring import headline
+from zoo.tasks.base import DataError
 
 # The models searched unless --models says: the RNN-FCN family (lstm_fcn with
 # squeeze-and-excitation is mlstm_fcn) and the recurrent models a user tries first.
@@ -136,9 +147,6 @@ def starting_points(hypermodel, task) -> list[dict]:
     """Each candidate model at its own defaults (its builder's, and the small-data dropouts of
     `training_defaults_for` for the recurrent models), tried before any random draw; a value
     the search's space does not hold falls back to the space's default."""
-    from zoo.config import training_defaults_for
-    from zoo.models import model_defaults
-
     starts = []
     for model in hypermodel.models:
         values = {"model": model, **model_defaults(model)}
@@ -161,9 +169,9 @@ def plan_rungs(oracle, seconds: float) -> None:
 
 def prepare(args):
     """Task, hypermodel and tuner; bad input raises before anything is written."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
-    from zoo.config import load_task, training_defaults_for
 
     fixed = parse_fixed(args.fix or [])
     options = parse_assignments(args.task_option, "--task-option")
@@ -204,9 +212,6 @@ def prepare(args):
 def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
     """The final training's configuration (as `python -m zoo.train --hparams` reads it) and
     the winning trial."""
-    from tuning import report
-    from tuning.search import replay_config
-
     oracle = tuner.oracle
     rows = report.write_report(tuner.project_dir)
     best = report.best_row(rows, oracle.objective.name, oracle.objective.direction)
@@ -227,8 +232,6 @@ def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo import backend
-
     started = time.monotonic()
     try:  # before the parser: the tuner imports Keras
         backend.load()
@@ -237,9 +240,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     try:
         task, hypermodel, tuner, epochs = prepare(args)
     except (UnknownNameError, DataError, ValueError) as err:
@@ -277,9 +277,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     """search.json: how the search was started, before it starts."""
-    from zoo.files import write_json
-    from zoo.runs import task_facts, versions
-
     project_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         project_dir / "search.json",
@@ -297,13 +294,9 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
 
 def final_training(parser, args, config: dict, trial, tuner, started: float) -> int:
     """Train the winner as `python -m zoo.train --hparams` would, into the run folder; report."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name
-    from zoo import train as train_cli
-    from zoo.config import resolve
-    from zoo.files import write_json
     from zoo.fit import Diverged, train
-    from zoo.runs import new_run_folder
-    from zoo.scoring import headline
 
     flags = {**config, "out": args.out, "seed": args.seed}
     config = resolve(flags, preset="none")

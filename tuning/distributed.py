@@ -71,6 +71,7 @@ def serve(oracle, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> None:
     Replaces keras-tuner's `oracle_chief.start_server`, which waits forever for dead workers and
     cannot stop when every worker has gone. Sets `oracle.stop_reason` when it stops early.
     """
+    # lazy: gRPC and the tuner's protocol load only in a distributed search
     import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
@@ -109,6 +110,7 @@ def survive_chief_restarts(client) -> None:
     and the worker died with a traceback when its chief was killed and started again. Calling
     again is safe: a chief started again has sent every running trial back for a retry, so a
     repeated report about one is ignored ("late worker") and the worker is handed a trial."""
+    # lazy: gRPC and the tuner's protocol load only in a distributed search
     import grpc
 
     stub = client.stub

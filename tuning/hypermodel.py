@@ -38,6 +38,7 @@ from __future__ import annotations
 import keras
 import keras_tuner as kt
 import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from zoo.config import OPTIMIZERS, training_defaults_for
 from zoo.fit import compile_for, fit, validation_data
@@ -251,7 +252,7 @@ class ZooHyperModel(kt.HyperModel):
             `seed + EXECUTION_SEED_STEP * K`, so repeated executions start differently.
             Defaults to `0`.
         epochs: most epochs a trial; with the task's size it sets the XLA choice
-            (`zoo.fit.use_xla`). Defaults to the task's own (as `patience`).
+            (`zoo.xla.use_xla`). Defaults to the task's own (as `patience`).
         patience: early-stopping patience within a trial. Defaults to the task's own
             (`zoo.config.training_defaults_for`, which adapts it to a small training split).
 
@@ -473,8 +474,6 @@ class ZooHyperModel(kt.HyperModel):
         cut into `k` folds (stratified for per-sample classes), execution E of a trial
         validating on fold E mod k. The tuner runs k executions a trial; the oracle sees the
         mean of the folds' objectives."""
-        from sklearn.model_selection import KFold, StratifiedKFold
-
         _, y, _ = self.pooled()
         counts = np.bincount(y) if y.ndim == 1 and self.task.is_classification else None
         if counts is not None and counts[counts > 0].min() >= k:

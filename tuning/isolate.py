@@ -8,9 +8,13 @@ and a death signal tied to the search's process), then runs `train_trial`.
 
 from __future__ import annotations
 
+import copy
 import ctypes
+import json
 import os
 import signal
+
+from zoo import backend, files
 
 
 def start(search_pid: int) -> None:
@@ -23,8 +27,6 @@ def start(search_pid: int) -> None:
         pass
     if os.getppid() != search_pid:  # the search died before the line above
         os._exit(1)
-    from zoo import backend
-
     backend.load()
 
 
@@ -32,12 +34,8 @@ def train_trial(job: dict) -> list[dict]:
     """A trial's executions, trained as `ZooTuner.run_trial` trains them in the search's
     process; the best epoch's weights go to the trial's checkpoint. Returns each execution's
     history (a dict)."""
-    import copy
-    import json
-
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras_tuner as kt
-
-    from zoo import files
 
     hypermodel, hp = job["hypermodel"], kt.HyperParameters.from_config(job["hp"])
     saver = job["saver"](job["objective"], job["checkpoint"])  # written atomically

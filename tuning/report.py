@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from zoo import plots
+from zoo import backend, plots
 from zoo.cli import Parser
 from zoo.files import CorruptFile, read_json_recovering, write_csv
 
@@ -56,6 +56,7 @@ def last_value(trial: dict, metric: str) -> float | None:
 def trial_row(trial: dict, objective: str) -> dict:
     """One trial as a flat row. `model` is the registered model (a bidirectional twin is named
     as such), so the row reads as `python -m zoo.train` arguments."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name
 
     hyperparameters = trial["hyperparameters"]
@@ -75,6 +76,7 @@ def trial_row(trial: dict, objective: str) -> dict:
 def columns(rows: list[dict], objective: str) -> list[str]:
     """trial_id, status, the hyperparameters (the zoo's in their usual order, then any others,
     such as hyperband's tuner/epochs), objective, costs, message."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import NAMES
 
     head, tail = ["trial_id", "status"], [objective, *COSTS, "message"]
@@ -158,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", help="the project folder: DIR/PROJECT of python -m tuning.search")
     args = parser.parse_args(argv)
-    from zoo import backend
-
     try:  # the trials name models through the registry, which imports Keras: quietly
         backend.load()
     except backend.BackendError as err:

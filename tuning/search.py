@@ -24,13 +24,24 @@ stops. scripts/tune_distributed.py starts a chief and N workers on this machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
+from tuning import report
+from zoo import backend
 from zoo.cli import Parser, non_negative_int, parse_assignments, parse_value, positive_int
+from zoo.config import check_data_path, training_defaults_for
+from zoo.config import load_task as load
+from zoo.files import remove_temporaries, save_model, write_json
+from zoo.registry import UnknownNameError
+from zoo.runs import task_facts, versions
+from zoo.scoring import headline, score
+from zoo.tasks import TASKS
+from zoo.tasks.base import DataError
 
 DEFAULT_DIR = "runs/tuning"
 # A validation split of a few windows scores nothing: below CV_BELOW training windows a
@@ -63,8 +74,6 @@ def parse_fixed(assignments: list[str]) -> dict[str, list]:
 
 def duration(text: str) -> float:
     """argparse type: a time like 90s, 30m, 2h or 45 (seconds), as seconds > 0."""
-    import argparse
-
     units = {"s": 1, "m": 60, "h": 3600}
     number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
@@ -80,8 +89,7 @@ def duration(text: str) -> float:
 
 def worker_timeout(text: str) -> float:
     """argparse type: seconds, at least MIN_WORKER_TIMEOUT (a few heartbeats)."""
-    import argparse
-
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.distributed import MIN_WORKER_TIMEOUT
 
     try:
@@ -94,6 +102,7 @@ def worker_timeout(text: str) -> float:
 
 
 def build_parser() -> Parser:
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.distributed import DEFAULT_WORKER_TIMEOUT
     from tuning.hypermodel import NAMES
     from tuning.tuners import TUNERS
@@ -215,8 +224,6 @@ def build_parser() -> Parser:
 
 def load_task(args):
     """The task with its --task-option values and --data."""
-    from zoo.config import load_task as load
-
     return load(args.task, args.data, parse_assignments(args.task_option, "--task-option"))
 
 
@@ -281,6 +288,7 @@ def replay_config(trial, hypermodel, *, epochs: int, patience: int, seed: int) -
     """`trial`'s values as `python -m zoo.train --hparams` replays them: for the epochs its
     early stopping kept (the mean over its executions, recorded as `best_epoch`), with its
     schedule and batch (`tuning.hypermodel.training_config`)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name, training_config
 
     values = trial.hyperparameters.values
@@ -318,12 +326,10 @@ def report_rss(rows: list[dict]) -> None:
 
 def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int:
     """Reports, best hyperparameters, best model and its test metrics; the exit status."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from keras_tuner.src.engine.trial import TrialStatus
 
-    from tuning import report
     from tuning.hypermodel import model_name
-    from zoo.files import save_model, write_json
-    from zoo.scoring import headline, score
 
     oracle = tuner.oracle
     rows = report.write_report(project_dir)
@@ -375,11 +381,10 @@ def finish(tuner, hypermodel, task, args, project_dir: Path, epochs: int) -> int
 
 def prepare(args):
     """Role, task, hypermodel and tuner from the arguments; bad input raises before any trial."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning import distributed
     from tuning.hypermodel import ZooHyperModel
     from tuning.tuners import make_tuner
-    from zoo.config import training_defaults_for
-    from zoo.files import remove_temporaries
 
     role = distributed.configure(args.chief, args.worker_id)
     fixed = parse_fixed(args.fix or [])
@@ -436,9 +441,6 @@ def prepare(args):
 
 def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     """search.json: how the search was started, before it starts."""
-    from zoo.files import write_json
-    from zoo.runs import task_facts, versions
-
     project_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         project_dir / "search.json",
@@ -456,9 +458,6 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
 def check_early(argv: list[str]) -> None:
     """The task's name and the --data path, checked before Keras starts (seconds, a minute on a
     loaded machine): a typo is refused at once. A one-line ValueError."""
-    from zoo.config import check_data_path
-    from zoo.tasks import TASKS
-
     if "-h" in argv or "--help" in argv:
         return
     task = None
@@ -473,9 +472,6 @@ def check_early(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo import backend
-    from zoo.registry import UnknownNameError
-
     argv = sys.argv[1:] if argv is None else argv
     try:  # before the parser, whose choices import keras-tuner (and so Keras)
         check_early(argv)
@@ -485,8 +481,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.tasks.base import DataError
-
     try:
         role, task, hypermodel, tuner, epochs = prepare(args)
     except (UnknownNameError, DataError, ValueError) as err:

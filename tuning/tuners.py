@@ -30,8 +30,8 @@ from keras_tuner.src.engine import metrics_tracking, tuner_utils
 from keras_tuner.src.engine import oracle as oracle_module
 from keras_tuner.src.engine.trial import Trial, TrialStatus
 
-from tuning import distributed, isolate
-from tuning.hypermodel import Diverged
+from tuning import distributed, isolate, report
+from tuning.hypermodel import Diverged, model_name
 from zoo import files
 from zoo.fit import best_epoch
 from zoo.registry import Registry
@@ -169,16 +169,12 @@ class SupervisedOracle:
 
     def after_trial(self) -> None:
         """trials.csv rewritten, and one progress line: trials done, the best so far, time."""
-        from tuning import report
-
         rows = report.write_trials_csv(self._project_dir)
         if self.progress:
             print(self.progress_line(rows), flush=True)
 
     def progress_line(self, rows: list[dict]) -> str:
         """Trials finished, the best so far, time elapsed and budget left."""
-        from tuning import report
-
         finished = [r for r in rows if r["status"] in ("COMPLETED", "FAILED")]
         best = report.best_row(rows, self.objective.name, self.objective.direction)
         elapsed = time.monotonic() - self.search_started
@@ -549,9 +545,6 @@ class HalvingOracle(SupervisedOracle, kt.Oracle):
 
     def progress_line(self, rows: list[dict]) -> str:
         """The last trial (model, rung, objective), trials so far, the best, time left."""
-        from tuning import report
-        from tuning.hypermodel import model_name
-
         name = self.objective.name
         last = max(rows, key=lambda r: int(r["trial_id"])) if rows else None
         line = "[best]"
@@ -757,8 +750,6 @@ class ZooTuner(kt.Tuner):
     def _run_isolated(self, trial, *args, **kwargs):
         """`run_trial`'s training in a fresh process; a crash of that process is a crashed
         trial (retried `max_retries` times, then failed) with its reason as the message."""
-        import keras
-
         values = trial.hyperparameters.values
         earlier = values.get("tuner/trial_id")
         fit = {k: v for k, v in kwargs.items() if k != "callbacks"} | round_budget(values)

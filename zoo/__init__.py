@@ -8,6 +8,8 @@ Importing `zoo` is light: Keras (and TensorFlow) load on the first use of a name
 
 import importlib
 
+from zoo import backend
+
 # name -> module that defines it; loaded on first access (PEP 562)
 _EXPORTS = {
     "MODELS": "zoo.models",
@@ -30,8 +32,6 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
     if _EXPORTS[name] == "zoo.models":
-        from zoo import backend
-
         backend.load()
         importlib.import_module("zoo.layers")  # registers the zoo's layers for load_model
         importlib.import_module("zoo.scaling")

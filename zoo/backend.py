@@ -49,6 +49,7 @@ def load() -> None:
         return
     if name() == "tensorflow":
         _import_tensorflow_quietly()
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras  # noqa: F401
 
 
@@ -78,6 +79,7 @@ def _import_tensorflow_quietly() -> None:
     with tempfile.TemporaryFile(mode="w+") as held:
         os.dup2(held.fileno(), 2)
         try:
+            # lazy: keeps Keras out of `import zoo` until the backend is chosen
             import tensorflow
 
             tensorflow.config.list_physical_devices()  # probes CUDA now, while held back

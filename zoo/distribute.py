@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 
 from zoo import backend
 
@@ -89,9 +90,11 @@ def check(config: dict, stateful: bool) -> None:
 def local_devices() -> list[str]:
     """The devices mirrored replicates over: the GPUs, else the (logical) CPUs."""
     if backend.name() == "jax":
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         return keras.distribution.list_devices()
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     split_cpu()
@@ -107,6 +110,7 @@ def split_cpu() -> None:
         return
     if not count.isdigit() or int(count) < 1:
         raise ValueError(f"{CPU_DEVICES} must be a positive integer. Received: {count!r}")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -118,10 +122,12 @@ def split_cpu() -> None:
 @functools.cache
 def strategy(choice: str):
     """The process' one strategy (TensorFlow creates it once) or JAX distribution."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     if backend.name() == "jax":
         return keras.distribution.DataParallel(devices=local_devices())
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     if choice == "mirrored":
@@ -148,6 +154,7 @@ def _patch_keras_multi_worker() -> None:
     strategy cannot do with a tuple, and reduces each step's scalar logs with `axis=0`. The
     build needs only this worker's batch, and the logs their mean over workers.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 
@@ -176,6 +183,7 @@ def _patch_keras_multi_worker() -> None:
 
 def lost_worker(err: BaseException) -> bool:
     """True for the error a collective raises when another worker died or stopped answering."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     return isinstance(err, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError))
@@ -183,8 +191,6 @@ def lost_worker(err: BaseException) -> bool:
 
 def lost_tasks(err: BaseException) -> str:
     """The tasks the health check names as lost, e.g. "lost /job:worker/replica:0/task:1"."""
-    import re
-
     _, said, unhealthy = getattr(err, "message", "").partition("tasks are unhealthy")
     tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", unhealthy)))
     return f"lost {', '.join(tasks)}" if tasks else type(err).__name__

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 
+from zoo import backend
 from zoo.cli import Parser
+from zoo.files import json_safe
 from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run, run_task
+from zoo.scoring import headline, score
+from zoo.tasks.base import DataError
 
 
 def build_parser() -> Parser:
@@ -29,23 +34,14 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.tasks.base import DataError
-
     try:
-        from zoo import backend
-
         backend.load()
-        from zoo.runs import load_model, locate_run, run_task
-
         model_path, config = locate_run(args.run)
         hp = config["hyperparameters"]
         task = run_task(config, args.data)
         model = load_model(model_path)
     except (UnknownNameError, DataError, ValueError, KeyError) as err:
         parser.error(str(err))
-    from zoo.files import json_safe
-    from zoo.scoring import headline, score
-
     metrics = score(model, task, args.split)
     if args.json:
         print(json.dumps(json_safe(metrics), indent=2, allow_nan=False))

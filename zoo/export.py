@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import re
 import secrets
@@ -32,8 +33,14 @@ import time
 import warnings
 from pathlib import Path
 
-from zoo import files
+import numpy as np
+
+from zoo import backend, files
 from zoo.cli import Parser, positive_int
+from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run, run_task, versions
+from zoo.scoring import predict, score
+from zoo.tasks.base import DataError
 
 FORMATS = ("tflite", "saved_model", "onnx")
 FLOAT_TOLERANCE = 1e-4  # largest output difference a float32 export may have against Keras
@@ -75,6 +82,7 @@ def plain_keras(model, names=("zoo>FusedLSTM", "zoo>NativeLSTM")):
     op; `NativeLSTM`: the zoo's C++ op) a plain `keras.layers.LSTM`, same weights; `model` itself
     when it has none. Works inside Bidirectional and nested models.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     changed = []
@@ -134,6 +142,7 @@ def _converter_message(err: Exception) -> str:
 def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantize=False) -> None:
     """Write `model` to `path` as `fmt`. `input_shape` is one sample's (steps, features): TFLite
     takes batches of 1 of it, SavedModel and ONNX any batch and any number of steps."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     artifact_name(fmt, quantize)  # refuses --quantize for other formats
@@ -153,8 +162,6 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
     if fmt == "onnx":
         for module in ("tf2onnx", "onnx"):
             _require(module, fmt)
-        import logging
-
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)
         try:
             with _quiet_stderr(), warnings.catch_warnings():
@@ -165,6 +172,7 @@ def convert_model(model, fmt: str, path: str | os.PathLike, input_shape, quantiz
                 f"ONNX cannot convert this model: {_converter_message(err)}"
             ) from None
         return
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     spec = keras.InputSpec(shape=(1, *map(int, input_shape)), dtype="float32")
@@ -194,8 +202,6 @@ class Runtime:
         raise NotImplementedError
 
     def predict(self, x, batch_size=None, verbose=0):
-        import numpy as np
-
         x = np.asarray(x, dtype="float32")
         step = self.batch_size
         return np.concatenate([self.run(x[i : i + step]) for i in range(0, len(x), step)])
@@ -220,11 +226,13 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, path):
         try:
+            # lazy: ai-edge-litert is optional (the export extra)
             from ai_edge_litert import __version__ as version
             from ai_edge_litert.interpreter import Interpreter
 
             self.name = f"ai-edge-litert {version} Interpreter"
         except ImportError:
+            # lazy: keeps Keras out of `import zoo` until the backend is chosen
             import tensorflow as tf
 
             Interpreter = tf.lite.Interpreter
@@ -245,6 +253,7 @@ class SavedModelRuntime(Runtime):
     """`tf.saved_model.load` and the `serving_default` signature, as TensorFlow Serving calls it."""
 
     def __init__(self, path):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import tensorflow as tf
 
         self.name = f"tf.saved_model.load serving_default (TensorFlow {tf.__version__})"
@@ -297,10 +306,6 @@ def _size(path: Path) -> int:
 
 def parity_report(model, task, fmt, path, runtime, quantize=False, calls=LATENCY_CALLS) -> dict:
     """The export at `path` against `model` on the task's whole test split (see the module)."""
-    import numpy as np
-
-    from zoo.scoring import predict, score
-
     x = task.split("test")[0]
     expected = predict(model, x)
     got = runtime.predict(x).reshape(expected.shape)
@@ -348,8 +353,6 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     Writes RUN_DIR/export/<artifact_name> and <report_name> beside it, replacing earlier ones.
     Raises `ExportError` (or `ValueError` for a bad run folder) with a one-line message.
     """
-    from zoo import backend
-
     artifact = artifact_name(fmt, quantize)
     backend.load()  # before tf2onnx, which imports TensorFlow
     if not backend.tensorflow_available():
@@ -360,8 +363,6 @@ def export_run(run_dir, fmt: str, quantize: bool = False, data=None, calls=LATEN
     if fmt == "onnx":
         for module in ("tf2onnx", "onnx", "onnxruntime"):
             _require(module, fmt)
-    from zoo.runs import load_model, locate_run, run_task, versions
-
     model_path, config = locate_run(run_dir)
     task = run_task(config, data)
     model = load_model(model_path)
@@ -438,9 +439,6 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     try:
         report = export_run(args.run, args.format, args.quantize, args.data, args.latency_calls)
     except (ExportError, UnknownNameError, DataError, ValueError, KeyError) as err:

@@ -310,8 +310,15 @@ def feature_spec(x_train: np.ndarray, channels: Sequence[str], sampling_hz: floa
     """What a task hands a model so that it joins these features (`Task.preprocessing`'s
     `window_features`): the channel names, the sampling rate, and each feature's mean and std
     over the training windows (a std of 0 becomes 1), for the model's standardisation."""
-    from zoo.tasks.base import channel_statistics
-
     table, _ = window_features(x_train, channels, sampling_hz)
     stats = channel_statistics(table[:, None, :])
     return {"channels": list(channels), "sampling_hz": float(sampling_hz), **stats}
+
+
+def channel_statistics(x_train: np.ndarray) -> dict[str, list[float]]:
+    """Per-channel mean and std of `x_train` (a std of 0 becomes 1), for a model's
+    standardisation layer. NaN steps (the padding of variable-length data) are left out."""
+    mean = np.nanmean(x_train, axis=(0, 1), dtype=np.float64)
+    std = np.nanstd(x_train, axis=(0, 1), dtype=np.float64)
+    std[std == 0] = 1.0
+    return {"mean": mean.tolist(), "std": std.tolist()}

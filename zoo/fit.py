@@ -23,7 +23,6 @@ import numpy as np
 from zoo import backend, backtest, distribute, files, runs
 from zoo.buckets import EpochBatches, LengthBatches
 from zoo.config import (
-    JIT_CHOICES,
     LR_SCHEDULES,
     MEMBER_SEED_STEP,
     OPTIMIZERS,
@@ -32,14 +31,11 @@ from zoo.config import (
     load_task,
     model_settings,
 )
-from zoo.fused import fused_path_available
+from zoo.models import average_models, create_model, reset_states
+from zoo.plots import run_plots
 from zoo.scoring import headline, headline_metrics, score
 from zoo.tasks.base import Task
-
-# XLA compiles a model in about 20 s on 2 CPU cores and then trains a single recurrent layer
-# 1.2-1.6x faster (README, Speed): it pays once a run is long enough. "auto" turns it on from
-# this many planned training sample-steps (epochs x training windows x steps a window).
-XLA_MIN_SAMPLE_STEPS = 10_000_000
+from zoo.xla import use_xla
 
 
 class Diverged(ValueError):
@@ -92,37 +88,6 @@ def planned_sample_steps(task: Task, epochs: int) -> int:
     """Training sample-steps a run plans: epochs x training windows x steps a window (as the
     recurrent layers see them, after framing)."""
     return int(epochs) * len(task.x_train) * (task.model_steps or 1)
-
-
-def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> bool | str:
-    """The zoo's one XLA policy: `jit_compile` for `model.compile`.
-
-    "on" and "off" are obeyed. "auto" on TensorFlow without a GPU turns XLA on only where it pays
-    for its ~20 s compile: a model with ONE recurrent layer (not bidirectional) whose layers all
-    support XLA (XLA trains those 1.2-1.6x faster, stacked and bidirectional ones no faster), and
-    a run of at least XLA_MIN_SAMPLE_STEPS planned sample-steps, not variable-length (masked).
-    Elsewhere "auto" is Keras' own.
-    """
-    if choice not in JIT_CHOICES:
-        raise ValueError(
-            f"jit_compile must be one of {', '.join(JIT_CHOICES)}. Received: {choice!r}"
-        )
-    if choice != "auto":
-        return choice == "on"
-    if not fused_path_available():
-        return "auto"
-    from zoo.layers import PaddingMask
-
-    layers = list(model._flatten_layers())
-    recurrent = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
-    return (
-        len(recurrent) == 1
-        # variable length trains in batches of their own length: an XLA compile for each
-        and not any(isinstance(layer, PaddingMask) for layer in layers)
-        and not any(isinstance(layer, keras.layers.Bidirectional) for layer in layers)
-        and all(getattr(layer, "supports_jit", True) for layer in layers)
-        and sample_steps >= XLA_MIN_SAMPLE_STEPS
-    )
 
 
 def compile_model(
@@ -329,13 +294,6 @@ class ResetStates(keras.callbacks.Callback):
     on_epoch_begin = on_test_begin = on_predict_begin = reset
 
 
-def reset_states(model: keras.Model) -> None:
-    """Zero the state of every stateful recurrent layer of `model`."""
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.RNN) and layer.stateful:
-            layer.reset_state()
-
-
 def tensorboard(folder: Path, verbose: int = 1) -> list[keras.callbacks.Callback]:
     """Keras' TensorBoard callback writing to `folder`, where it can: it writes through
     TensorFlow's summary writer on every backend, so without TensorFlow (a JAX or PyTorch
@@ -486,8 +444,6 @@ def check_finite_history(history: dict) -> None:
 
 def build_model(config: dict, task: Task) -> keras.Model:
     """The configured zoo model for `task`, initialised from the current random state."""
-    from zoo.models import create_model
-
     return create_model(
         config["model"],
         task.input_shape,
@@ -589,8 +545,6 @@ def training_split(task: Task, config: dict):
 def save_results(task: Task, model: keras.Model, folder: Path, history: dict, **facts) -> dict:
     """A trained model's end of run: model.keras, its test and validation metrics with `facts`
     in metrics.json, and the plots. Returns the metrics."""
-    from zoo.plots import run_plots
-
     files.save_model(model, folder / "model.keras")
     metrics = {**score(model, task), **facts, "val": score(model, task, "val")}
     metrics["val"].pop("report", None)
@@ -606,8 +560,6 @@ def train_ensemble(
     folder member-K/ as a single run leaves it; then one Keras model averaging their outputs is
     evaluated and saved as the run's model.keras. Ctrl-C ends the member in training, keeps it
     and builds the ensemble from the members so far."""
-    from zoo.models import average_models
-
     count = config["ensemble"]
     runs.write_config(folder, config, task, count * model.count_params())
     members, reports = [], []

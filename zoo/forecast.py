@@ -15,6 +15,7 @@ Several runs of one task (say horizon=1 and horizon=H) are scored on the same wi
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from zoo import backend, backtest, plots
 from zoo.cli import Parser, positive_int
+from zoo.files import write_json
+from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run, run_task
+from zoo.scoring import predict
+from zoo.tasks.base import DataError
+from zoo.tasks.synthetic import sine, sine_curve
 
 # regression tasks whose targets are the next values of the inputs (sine is checked on its data)
 WINDOW_TASKS = ("random_walk", "series")
@@ -105,8 +113,6 @@ def sine_start_times(windows: np.ndarray, resolution: float, t_max: float, check
     A coarse grid over [0, t_max], then two finer grids around the best point. With `check`, a
     window more than 1e-3 away from the curve anywhere is an error (it is not from the curve).
     """
-    from zoo.tasks.synthetic import sine_curve
-
     windows = np.asarray(windows, dtype=np.float64).reshape(len(windows), -1)
     offsets = np.arange(windows.shape[1]) * resolution
     grid = np.arange(0.0, t_max, 0.01)
@@ -125,8 +131,6 @@ def sine_start_times(windows: np.ndarray, resolution: float, t_max: float, check
 
 
 def _sine_option(config: dict, key: str):
-    from zoo.tasks.synthetic import sine
-
     options = config["hyperparameters"].get("task_options", {})
     return options.get(key, inspect.signature(sine).parameters[key].default)
 
@@ -137,11 +141,7 @@ def open_run(run: str | os.PathLike, data=None, purpose: str = "forecasts need")
     Raises a one-line ValueError for a missing run or model, a classification run, or a task
     whose targets are not the next values of its inputs.
     """
-    from zoo import backend
-
     backend.load()
-    from zoo.runs import load_model, locate_run, run_task
-
     model_path, config = locate_run(run)
     name = config["hyperparameters"]["task"]
     kind = config.get("task", {}).get("output_kind", "")
@@ -178,16 +178,12 @@ def horizon_windows(config: dict, task, horizon: int, data=None):
     sine: the test windows, placed on the curve (`sine_start_times`) and continued on it.
     random_walk and series: the task rebuilt with `horizon=H` (its test split).
     """
-    from zoo.runs import run_task
-
     hp = config["hyperparameters"]
     if hp["task"] == "series":  # its test windows and targets: the run's own horizon only
         check_series_horizon(task, horizon)
         x, y = task.x_test, task.y_test
         return x, y[..., None], np.repeat(x[:, -1:, :1], horizon, axis=1)
     if hp["task"] == "sine":
-        from zoo.tasks.synthetic import sine_curve
-
         x = task.x_test
         resolution = task.info["resolution"]
         t0 = sine_start_times(x[..., 0], resolution, _sine_option(config, "t_max"))
@@ -222,8 +218,6 @@ def check_series_horizon(task, horizon: int | None) -> None:
 
 def run_config(run: str | os.PathLike) -> dict:
     """The config.json of a run folder (or of the folder of a .keras file); {} if none."""
-    import json
-
     path = Path(run)
     folder = path if path.is_dir() else path.parent
     try:
@@ -244,9 +238,6 @@ def score_series(runs: list, horizon: int | None = None, data=None) -> dict:
     """Every run's test forecasts (series runs, or backtests of the same folds) beside the
     baselines, fold by fold: {"task", "runs", "folds": [report], "mean": ...}; each report as
     `zoo.backtest.report` (with every method's forecasts), the models labelled by name."""
-    from zoo import backtest
-    from zoo.scoring import predict
-
     folds = [run_folds(run) for run in runs]
     if len({len(f) for f in folds}) != 1:
         counts = ", ".join(f"{run}: {len(f)}" for run, f in zip(runs, folds, strict=True))
@@ -280,18 +271,16 @@ def score_series(runs: list, horizon: int | None = None, data=None) -> dict:
 
 def format_series(table: dict) -> str:
     """Each fold's table (and the mean's), the models first."""
-    from zoo.backtest import format_table
-
     lines = []
     for report in table["folds"]:
         start = report["test_start"][0]
         when = f"test from {start}" if start else "test: the last steps"
         more = f" (first of {report['series']} series)" if report["series"] > 1 and start else ""
         lines.append(f"fold {report['fold']}, {when}{more}, horizon {report['horizon']}:")
-        lines.append(format_table(report["methods"]))
+        lines.append(backtest.format_table(report["methods"]))
     if "mean" in table:
         lines.append(f"mean over {table['mean']['folds']} folds:")
-        lines.append(format_table(table["mean"]["methods"]))
+        lines.append(backtest.format_table(table["mean"]["methods"]))
     note = table["folds"][0].get("ets")
     return "\n".join([*lines, *([note] if note else [])])
 
@@ -391,9 +380,6 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     series = run_config(args.runs[0]).get("hyperparameters", {}).get("task") == "series"
     try:
         if series:
@@ -404,9 +390,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if series:
         return write_series(table, output_folder(args.runs[0], args.out))
-    from zoo import plots
-    from zoo.files import write_json
-
     folder = output_folder(args.runs[0], args.out)
     folder.mkdir(parents=True, exist_ok=True)
     curves = {"persistence": table["persistence_mse"]}
@@ -422,9 +405,6 @@ def main(argv: list[str] | None = None) -> int:
 def write_series(table: dict, folder: Path) -> int:
     """forecast.json and forecast.png (the last fold's forecasts) in `folder`; the tables
     printed."""
-    from zoo import plots
-    from zoo.files import write_json
-
     folder.mkdir(parents=True, exist_ok=True)
     last = table["folds"][0]
     info = last.pop("info")

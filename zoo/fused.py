@@ -26,7 +26,7 @@ own gradient is correct once the gates are reordered and `forget_bias=0` (Keras 
 bias in `bias`) and `cell_clip=-1` (V1 clips the cell state at 3 by default).
 
 `BlockLSTM` has no XLA kernel: a model using the fused path does not support `jit_compile=True`
-(Keras then warns and compiles without XLA). `zoo.fit.use_xla` picks XLA where it helps.
+(Keras then warns and compiles without XLA). `zoo.xla.use_xla` picks XLA where it helps.
 
 Measured on 2 shared cores (scripts/benchmark_speed.py; ratios of training samples/s against
 `keras.layers.LSTM` without XLA, interleaved in one run): single LSTM 1.06-1.29x (XLA does
@@ -41,6 +41,7 @@ import functools
 
 import keras
 
+from zoo.kernels import lstm_op
 from zoo.scan import ScanLSTM
 
 __all__ = ["FusedLSTM", "NativeLSTM", "fused_path_available", "native_path_available"]
@@ -51,6 +52,7 @@ def fused_path_available() -> bool:
     """True where `FusedLSTM` uses TensorFlow's fused kernel: TensorFlow backend, no GPU."""
     if keras.backend.backend() != "tensorflow":
         return False
+    # lazy: TensorFlow loads only on its own backend
     import tensorflow as tf
 
     return not tf.config.list_logical_devices("GPU")
@@ -80,6 +82,7 @@ def _input_dropout(layer, sequences, training):
 
 def _to_icfo(t, axis: int):
     """Keras' gate order i, f, c, o to BlockLSTM's i, c, f, o along `axis`."""
+    # lazy: TensorFlow loads only on its own backend
     import tensorflow as tf
 
     i, f, c, o = tf.split(t, 4, axis=axis)
@@ -107,6 +110,7 @@ class FusedLSTM(ScanLSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fused_ok(sequences, mask, training):
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        # lazy: TensorFlow loads only on its own backend
         import tensorflow as tf
 
         cell = self.cell
@@ -143,8 +147,6 @@ class FusedLSTM(ScanLSTM):
 def native_path_available() -> bool:
     """True where `NativeLSTM` runs the zoo's C++ op: TensorFlow without a GPU, and the op built
     (`zoo.kernels.lstm_op_status()` says why not)."""
-    from zoo.kernels import lstm_op
-
     return fused_path_available() and lstm_op() is not None
 
 
@@ -170,9 +172,8 @@ class NativeLSTM(ScanLSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not (self._native and _kernel_can_run(self, sequences, mask, training, ("float32",))):
             return super().inner_loop(sequences, initial_state, mask, training=training)
+        # lazy: TensorFlow loads only on its own backend
         import tensorflow as tf
-
-        from zoo.kernels import lstm_op
 
         cell = self.cell
         x = tf.transpose(_input_dropout(self, sequences, training), [1, 0, 2])  # time-major

@@ -12,10 +12,14 @@ from wherever a window of it fits best (`best_stretch`).
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+from zoo import plots
 from zoo.cli import Parser, non_negative_int, positive_int
+from zoo.files import atomic_path, write_json
 from zoo.forecast import (
     Forecaster,
+    _sine_option,
     forecast,
     forecaster,
     horizon_windows,
@@ -23,6 +27,8 @@ from zoo.forecast import (
     output_folder,
     sine_start_times,
 )
+from zoo.registry import UnknownNameError
+from zoo.tasks.synthetic import sine_curve
 
 
 def generate(model, seed, steps: int) -> np.ndarray:
@@ -66,11 +72,6 @@ def best_stretch(config: dict, task, generated: np.ndarray, tolerance: float):
     t in [0, t_max]); from there the curve runs on, and the steps until the first error of
     `tolerance` or more are counted. Returns (start, steps close, the curve (n, 1) of the best).
     """
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    from zoo.forecast import _sine_option
-    from zoo.tasks.synthetic import sine_curve
-
     resolution, steps = task.info["resolution"], task.input_shape[0]
     series = generated[:, 0]
     windows = sliding_window_view(series, min(steps, len(series)))
@@ -115,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.tolerance > 0:
         parser.error(f"--tolerance must be > 0, got {args.tolerance}")
-    from zoo.registry import UnknownNameError
-
     try:
         fc, task, config = open_run(args.run, args.data, purpose="generation needs")
         check_feeds_back(fc)
@@ -160,9 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_outputs(folder, seed, generated, truth, summary: dict) -> None:
     """generated.csv (step, generated and true values), generated.png and generation.json."""
-    from zoo import plots
-    from zoo.files import atomic_path, write_json
-
     folder.mkdir(parents=True, exist_ok=True)
     columns = [np.arange(len(generated))[:, None], generated]
     names = ["step"] + [f"generated_{c}" for c in range(generated.shape[1])]

@@ -9,6 +9,8 @@ from keras import ops
 # the time loop and reused at every step (there is no public name for it).
 from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from zoo.features import check_spec, feature_names, feature_table
+
 
 @keras.saving.register_keras_serializable(package="zoo")
 class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
@@ -163,21 +165,15 @@ class WindowFeatures(keras.layers.Layer):
     """
 
     def __init__(self, channels, sampling_hz: float = 50.0, **kwargs):
-        from zoo.features import check_spec
-
         super().__init__(**kwargs)
         check_spec(None, channels, sampling_hz)
         self.channels = list(channels)
         self.sampling_hz = float(sampling_hz)
 
     def call(self, inputs):
-        from zoo.features import feature_table
-
         return feature_table(inputs, self.channels, self.sampling_hz, ops)
 
     def compute_output_shape(self, input_shape):
-        from zoo.features import feature_names
-
         return (input_shape[0], len(feature_names(self.channels)))
 
     def get_config(self):

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from zoo import files
+from zoo.scoring import predict
 
 
 def figure(*, nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.8)):
@@ -48,6 +49,7 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
 
 def confusion_matrix(matrix, class_names, path: Path, title: str = "Test confusion matrix") -> Path:
     """The confusion matrix with class names, drawn by scikit-learn."""
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.metrics import ConfusionMatrixDisplay
 
     size = max(5.0, 0.55 * len(class_names) + 3)
@@ -155,8 +157,6 @@ def echo_bars(x, y, y_pred, path: Path, windows: int = 3, echo_step: int = 0) ->
 
 def run_plots(task, model, history: dict, metrics: dict, folder: Path) -> None:
     """The PNGs of a run that say more than numbers, by the task's output kind."""
-    from zoo.scoring import predict
-
     if history.get("loss"):
         training_curves(history, folder / "training_curves.png")
     if task.output_kind == "classification":

@@ -14,6 +14,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy
+
+import zoo
 from zoo.files import non_finite_keys, remove_temporaries, write_json
 from zoo.tasks.base import Task, get_task
 
@@ -68,10 +71,7 @@ def write_metrics(folder: Path, metrics: dict) -> None:
 
 def versions() -> dict[str, str]:
     """Versions that decide whether a run can be repeated."""
-    import keras
-    import numpy
-
-    import zoo
+    import keras  # lazy: keeps Keras out of `import zoo.runs` (the CLIs' --help)
 
     found = {
         "python": platform.python_version(),
@@ -140,13 +140,14 @@ def run_task(config: dict, data=None) -> Task:
 def load_model(path: str | os.PathLike):
     """`keras.models.load_model` with the zoo's layers registered; a corrupt or foreign file is a
     one-line ValueError."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     import zoo.fused  # noqa: F401  (registers the zoo's layers with Keras)
     import zoo.layers  # noqa: F401
     import zoo.scaling  # noqa: F401
     import zoo.smoothing  # noqa: F401
-    from zoo.fit import use_xla
+    from zoo.xla import use_xla
 
     if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras says "File not found"
         raise ValueError(f"cannot load {path}: the file is corrupt (empty, truncated or not a "

@@ -106,6 +106,7 @@ def _input_dropout(layer, sequences, training):
 
 def _time_major(sequences, go_backwards: bool):
     """(batch, steps, features) to (steps, batch, features), in the order the loop reads them."""
+    # lazy: JAX loads only on the JAX backend
     import jax.numpy as jnp
 
     x = jnp.swapaxes(sequences, 0, 1)
@@ -115,6 +116,7 @@ def _time_major(sequences, go_backwards: bool):
 def _outputs(layer, hs, states):
     """`inner_loop`'s (last output, outputs, states) from the time-major outputs `hs`: in the
     order read (reversed for go_backwards, as Keras'), or only the last step."""
+    # lazy: JAX loads only on the JAX backend
     import jax.numpy as jnp
 
     last = hs[-1]

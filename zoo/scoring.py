@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo import backtest
+from zoo.models import reset_states
 from zoo.tasks.base import Task
 
 
@@ -12,8 +13,6 @@ def predict(model, x: np.ndarray, batch_size: int = 1024, stateful_batch: int | 
     """Predictions in large batches (inference needs no small batches); a stateful model's in
     its own batches, in order, from zero state."""
     if stateful_batch:
-        from zoo.fit import reset_states
-
         reset_states(model)
         batch_size = stateful_batch
     return model.predict(x, batch_size=batch_size, verbose=0)
@@ -22,6 +21,7 @@ def predict(model, x: np.ndarray, batch_size: int = 1024, stateful_batch: int | 
 def score(model, task: Task, split: str = "test") -> dict:
     """Loss and metrics of `model` on a split; for classification also per-class precision,
     recall, F1 and the confusion matrix (scikit-learn), on the targets that carry weight."""
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.metrics import classification_report, confusion_matrix
 
     x, y, w = task.split(split)

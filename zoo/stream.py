@@ -35,8 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import files
+from zoo import backend, files, plots
 from zoo.cli import Parser, positive_int
+from zoo.models import why_it_looks_ahead
+from zoo.recordings import segments
+from zoo.registry import UnknownNameError
+from zoo.runs import load_model, locate_run
+from zoo.tasks.base import DataError
+from zoo.tasks.har import CLASS_NAMES, STEPS, load_arrays
 
 
 class StreamError(ValueError):
@@ -50,6 +56,7 @@ class StreamError(ValueError):
 
 
 def _f32(value) -> np.ndarray:
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float32)
@@ -66,6 +73,7 @@ def _softmax(x):
 
 def _activation(fn, where: str):
     """The NumPy twin of a Keras activation function, or a StreamError naming it."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     table = {
@@ -136,6 +144,7 @@ class _Recurrent(_Op):
     """One unidirectional recurrent layer: SimpleRNN, LSTM, GRU or the zoo's peephole LSTM."""
 
     def __init__(self, layer):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         from zoo.layers import PeepholeLSTMCell
@@ -341,6 +350,7 @@ def _normalization(layer, features: int):
     mean, variance = _f32(layer.mean).reshape(-1), _f32(layer.variance).reshape(-1)
     if len(mean) not in (1, features):
         raise StreamError(f"layer {layer.name!r}: Normalization over other axes than features")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     scale = np.maximum(np.sqrt(variance), keras.backend.epsilon())
@@ -371,6 +381,7 @@ def _reshape(layer, in_shape):
 
 def _make_op(layer, node, model_name: str):
     """The step operation of one layer call, or a StreamError saying why it cannot stream."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import AttentionPooling
@@ -439,6 +450,7 @@ class _Graph(_Op):
     """A functional model as a list of step operations in the order Keras runs its nodes."""
 
     def __init__(self, model):
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         model = getattr(model, "_functional", model)  # a built Sequential's functional twin
@@ -554,8 +566,6 @@ class Streamer:
     @classmethod
     def from_run(cls, run: str | os.PathLike) -> Streamer:
         """The streamer of a `zoo.train` run folder: its model with its task's preprocessing."""
-        from zoo.runs import load_model, locate_run
-
         model_path, config = locate_run(run)
         return cls(load_model(model_path), run_preprocessing(config))
 
@@ -662,9 +672,6 @@ def build_parser() -> Parser:
 
 def _har_recordings(data, config: dict, subject: int | None):
     """A har run's test subject as its continuous recordings (see `zoo.recordings`)."""
-    from zoo.recordings import segments
-    from zoo.tasks.har import CLASS_NAMES, STEPS, load_arrays
-
     arrays, _ = load_arrays(data)
     s_test = arrays["s_test"]
     subject = int(subject or s_test[0])
@@ -702,17 +709,8 @@ def _csv_bytes(table: list[dict]) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo import plots
-    from zoo.registry import UnknownNameError
-    from zoo.tasks.base import DataError
-
     try:
-        from zoo import backend
-
         backend.load()
-        from zoo.models import why_it_looks_ahead
-        from zoo.runs import load_model, locate_run
-
         model_path, config = locate_run(args.run)
         hp = config["hyperparameters"]
         why = why_it_looks_ahead(hp["model"])

@@ -12,13 +12,18 @@ import argparse
 import itertools
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 
+from zoo import backend, distribute, files
+from zoo.backtest import format_table
 from zoo.cli import (
     Parser,
     boolean,
     learning_rate,
     non_negative_float,
     non_negative_int,
+    parse_assignments,
     positive_int,
 )
 from zoo.config import (
@@ -28,10 +33,24 @@ from zoo.config import (
     MEMBER_SEED_STEP,
     OPTIMIZERS,
     SMALL_DATA,
+    check_data_path,
+    check_pairing,
+    check_size,
+    load_task,
+    resolve,
+    small_data_note,
+    training_defaults_for,
 )
 from zoo.distribute import CHOICES as DISTRIBUTE_CHOICES
+from zoo.distribute import is_chief
+from zoo.files import is_temporary, remove_temporaries
 from zoo.models import MODELS, model_defaults
+from zoo.presets import PRESETS, default_preset, get_preset
 from zoo.registry import UnknownNameError
+from zoo.runs import new_run_folder
+from zoo.scoring import headline
+from zoo.tasks import TASKS, task_options
+from zoo.tasks.base import DataError, training_defaults
 
 ENVIRONMENT = (
     "Environment: RNN_ZOO_HAR_DATA=PATH reads UCI HAR from a copy you have (instead of "
@@ -69,10 +88,6 @@ def own_defaults(task: str | None, model: str | None) -> dict:
     """The values `python -m zoo.train TASK MODEL` trains with when a flag is left out (the
     preset TASK_MODEL, the task's training defaults, the model's hyperparameters), or {} when
     TASK and MODEL are not both known."""
-    from zoo.presets import default_preset, get_preset
-    from zoo.tasks import TASKS
-    from zoo.tasks.base import training_defaults
-
     if task not in TASKS or model not in MODELS:
         return {}
     values = (
@@ -258,9 +273,6 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
 
 def list_everything() -> str:
     """Models (with their hyperparameters), tasks (options and training defaults) and presets."""
-    from zoo.presets import PRESETS
-    from zoo.tasks import TASKS, task_options
-    from zoo.tasks.base import training_defaults
 
     def shown(values: dict, skip_none: bool = True) -> str:
         return ", ".join(f"{k}={v}" for k, v in values.items() if v is not None or not skip_none)
@@ -286,9 +298,6 @@ def list_everything() -> str:
 
 def configure(args) -> dict:
     """The run's configuration from parsed arguments (see `zoo.config.resolve`)."""
-    from zoo.cli import parse_assignments
-    from zoo.config import resolve
-
     skip = ("list", "quiet", "hparams", "task_option", "preset", "resume")
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     options = parse_assignments(args.task_option, "--task-option")
@@ -303,10 +312,6 @@ def resume_config(args) -> dict:
     """The configuration of the run in --resume RUN_DIR (its config.json, else its last good
     copy), which must not have ended; only --distribute and --epochs may change. A run killed
     before its first epoch ended starts again from the first epoch."""
-    from pathlib import Path
-
-    from zoo import files
-
     keep = ("resume", "distribute", "quiet", "epochs")
     given = [k for k, v in vars(args).items() if v and k not in keep]
     if given:
@@ -348,11 +353,6 @@ def resume_config(args) -> dict:
 def check_out(config: dict, resume: bool) -> None:
     """Refuse an --out that cannot become the run folder, before anything slow starts (on the
     chief: a multi_worker worker writes elsewhere, see `run_folder`)."""
-    from pathlib import Path
-
-    from zoo.distribute import is_chief
-    from zoo.files import is_temporary
-
     try:
         writes_it = is_chief(config.get("distribute", "none"))
     except ValueError:  # a bad TF_CONFIG: `prepare` refuses it in its own words
@@ -369,14 +369,6 @@ def check_out(config: dict, resume: bool) -> None:
 def run_folder(config: dict, resume: bool):
     """Where this process writes: the run folder (new unless resumed), or, on a multi_worker
     worker other than the chief, a temporary folder (a copy of the run when resuming)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from zoo.distribute import is_chief
-    from zoo.files import remove_temporaries
-    from zoo.runs import new_run_folder
-
     if is_chief(config.get("distribute", "none")):
         if resume:
             folder = Path(config["out"])
@@ -391,16 +383,9 @@ def run_folder(config: dict, resume: bool):
 
 def prepare(config: dict):
     """Load the task and build the model, so bad input fails before anything is written."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
-    from zoo import distribute
-    from zoo.config import (
-        check_pairing,
-        check_size,
-        load_task,
-        small_data_note,
-        training_defaults_for,
-    )
     from zoo.fit import build_model
 
     keras.utils.set_random_seed(config["seed"])
@@ -443,10 +428,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(list_everything())
         return 0
-    from zoo import backend, distribute
-    from zoo.config import check_data_path, check_size
-    from zoo.tasks.base import DataError
-
     try:
         # names, values and paths first: a refusal must not wait for TensorFlow to start
         config = resume_config(args) if args.resume else configure(args)
@@ -475,10 +456,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
-    from zoo import distribute
-    from zoo.backtest import format_table
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
-    from zoo.scoring import headline
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1
     preset = f" (preset {config['preset']})" if config.get("preset") else ""

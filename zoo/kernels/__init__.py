@@ -74,6 +74,7 @@ def _register_lstm_gradient(library) -> None:
     """ZooLstmForward's gradient: backpropagation through time in C++ (d gates, d h0, d c0, d bias),
     then the input, kernel and recurrent kernel gradients as big matmuls over all steps. `gates`
     is saved for the backward pass and is not differentiated."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     @tf.RegisterGradient("ZooLstmForward")
@@ -128,10 +129,12 @@ def _load(source: Path):
         raise _Unavailable("turned off by RNN_ZOO_NATIVE=0")
     if platform.system() not in ("Linux", "Darwin"):
         raise _Unavailable(f"the native op builds on Linux and macOS, not {platform.system()}")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     if keras.backend.backend() != "tensorflow":
         raise _Unavailable(f"a TensorFlow op; the Keras backend is {keras.backend.backend()}")
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     arch = os.environ.get("RNN_ZOO_NATIVE_ARCH")
@@ -209,9 +212,11 @@ def _supported(targets) -> tuple[str, list[str]]:
 def _build(source: Path, flags: list[str], target: Path, name: str) -> None:
     """Compile to a temporary name beside `target` and rename it into place, one process at a
     time; a failure raises `_Unavailable` with the compiler's first error line."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import tensorflow as tf
 
     try:
+        # lazy: Unix only
         import fcntl
     except ImportError as err:  # not POSIX
         raise _Unavailable("no file locking (fcntl) to build the native op with") from err

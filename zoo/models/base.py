@@ -123,6 +123,7 @@ def average_models(models: Sequence, name: str = "ensemble"):
     """One functional model whose output is the mean of `models`' outputs on the same input
     (softmax probabilities for classifiers): a seed ensemble as one `.keras` file. The
     models need distinct names."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     inputs = keras.Input(shape=models[0].input_shape[1:], name="inputs")
@@ -130,6 +131,15 @@ def average_models(models: Sequence, name: str = "ensemble"):
     if len(outputs) > 1:
         outputs = [keras.layers.Average(name="average")(outputs)]
     return keras.Model(inputs, outputs[0], name=name)
+
+
+def reset_states(model) -> None:
+    """Zero the state of every stateful recurrent layer of `model`."""
+    import keras  # lazy: Keras loads when a model is used, not on `import zoo.models`
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            layer.reset_state()
 
 
 # ---------------------------------------------------------------- checks
@@ -191,6 +201,7 @@ def check_common(units=None, dropout=None, recurrent_dropout=None, l2=None, **po
 
 def standardization(stats: dict, name: str):
     """(x - mean) / std as a `Rescaling` layer (x * scale + offset): exports everywhere."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     pairs = zip(stats["mean"], stats["std"], strict=True)
@@ -201,6 +212,7 @@ def standardization(stats: dict, name: str):
 def window_features(inputs, spec: dict):
     """The per-window features of the raw input (`zoo.layers.WindowFeatures`), standardised
     with the training windows' statistics that the task measured (`zoo.features.feature_spec`)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from zoo.layers import WindowFeatures
 
     f = WindowFeatures(spec["channels"], spec["sampling_hz"], name="window_features")(inputs)
@@ -222,6 +234,7 @@ def frame_steps(input_shape, preprocessing: dict) -> int:
 def preprocessing_layers(inputs, input_shape, preprocessing: dict):
     """The model's first layers: the padding mask, standardisation with given statistics, then
     framing (to a fixed number of steps when `inputs` has one)."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import PaddingMask
@@ -241,6 +254,7 @@ def output_head(x, output_kind: str, num_outputs: int):
 
     A 3-D `x` gives an output at every step (the sequence kinds), a 2-D `x` one a sample.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     activation = "softmax" if output_kind.endswith("classification") else None

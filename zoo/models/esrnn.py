@@ -21,6 +21,7 @@ from zoo.models.base import (
     family,
     variant,
 )
+from zoo.models.recurrent import recurrent_layer
 
 ES_CELLS = ("lstm", "gru")
 # The network's last layer starts near zero, so an untrained model forecasts the ES forecast.
@@ -130,9 +131,9 @@ def es_rnn_model(
         "es_rnn does its own scaling: preprocessing other than the series task's scaling",
         preprocessing=other,
     )
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
-    from zoo.models.recurrent import recurrent_layer
     from zoo.smoothing import ESForecast, ESRNNModel, ExponentialSmoothing
 
     steps, features = input_shape

@@ -187,6 +187,7 @@ def rnn_fcn_model(
         steps=steps,
         kernel_size=kernel_size,
     )
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import AttentionLSTM, MaskedConv1D, SqueezeExcite

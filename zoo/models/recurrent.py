@@ -33,6 +33,7 @@ def layer_class(cell: str, bidirectional: bool):
     bidirectional LSTMs 1.35-1.7x faster on CPU, the zoo's C++ LSTM op (`NativeLSTM`) single and
     stacked ones 1.1-3x faster than Keras (5 of 6 interleaved runs; scripts/benchmark_speed.py;
     it is Keras' LSTM where the op cannot be built); elsewhere Keras' own layers win."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.fused import FusedLSTM, NativeLSTM
@@ -55,6 +56,7 @@ def recurrent_layer(
     name,
 ):
     """One recurrent layer (optionally bidirectional or stateful) with the zoo's settings."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import PeepholeLSTMCell
@@ -218,6 +220,7 @@ def recurrent_model(
         frame_steps=preprocessing.get("frame_steps", 1) if masked else 1,
         stateful_batch=stateful_batch,
     )
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     from zoo.layers import AttentionPooling

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.features import channel_statistics
 from zoo.models import OUTPUT_KINDS
 from zoo.registry import Registry
 
@@ -220,15 +221,6 @@ def split_off(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
-def channel_statistics(x_train: np.ndarray) -> dict[str, list[float]]:
-    """Per-channel mean and std of `x_train` (a std of 0 becomes 1), for a model's
-    standardisation layer. NaN steps (the padding of variable-length data) are left out."""
-    mean = np.nanmean(x_train, axis=(0, 1), dtype=np.float64)
-    std = np.nanstd(x_train, axis=(0, 1), dtype=np.float64)
-    std[std == 0] = 1.0
-    return {"mean": mean.tolist(), "std": std.tolist()}
-
-
 def apply_preprocessing(x: np.ndarray, preprocessing: dict) -> np.ndarray:
     """`preprocessing` (see `Task`) done in NumPy: standardise, then frame."""
     if "mean" in preprocessing:
@@ -259,6 +251,7 @@ def pad_ragged(
     steps, so `model.predict(pad_ragged(sequences)[0])` reads the real steps only. Refuses, in
     one line, sequences that are empty, not numbers, of different feature counts or not finite.
     """
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from keras.utils import pad_sequences
 
     seqs = [np.asarray(s) for s in sequences]

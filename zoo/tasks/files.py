@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.features import channel_statistics, feature_spec
 from zoo.tasks.base import (
     DataError,
     Task,
-    channel_statistics,
     check_finite,
     check_flag,
     mask_padding,
@@ -37,6 +37,7 @@ def digits(
     split carved from the rest; `train_size` keeps that many training windows (stratified), a
     small data set to try the small-data defaults and cross-validated search on.
     """
+    # lazy: scikit-learn (~2.7 s to import) stays out of the CLIs' start
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -110,6 +111,7 @@ def mnist(*, data: str | os.PathLike | None = None, val_size: int = 5_000) -> Ta
     `.npz` file in the same format (x_train, y_train, x_test, y_test).
     """
     if data is None:
+        # lazy: keeps Keras out of `import zoo` until the backend is chosen
         import keras
 
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
@@ -219,6 +221,7 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
         variable.add(split)
         y = arrays.get(f"y_{split}")
         if isinstance(y, (list, tuple)) or (y is not None and np.asarray(y).dtype == object):
+            # lazy: keeps Keras out of `import zoo` until the backend is chosen
             from keras.utils import pad_sequences
 
             ys = [np.asarray(t) for t in y]
@@ -233,8 +236,6 @@ def _variable_length(arrays: dict, kind: str) -> set[str]:
 def _npz_features(arrays: dict, sampling_hz) -> dict:
     """The window features' spec of an npz task (`zoo.features.feature_spec`); a one-line
     error for bad channel names, too few steps or a bad sampling rate."""
-    from zoo.features import feature_spec
-
     features = arrays["x_train"].shape[2]
     names = arrays.get("channels", np.array([f"ch{i}" for i in range(features)]))
     if names.shape != (features,) or names.dtype.kind != "U":

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo import files
-from zoo.features import feature_spec
-from zoo.tasks.base import DataError, Task, channel_statistics, check_flag, register_task
+from zoo.features import channel_statistics, feature_spec
+from zoo.tasks.base import DataError, Task, check_flag, register_task
 from zoo.tasks.base import standardize as standardize_channels
 
 URL = (
@@ -367,6 +367,7 @@ def download_zip(
 
 def _get_file(cache: Path, url: str, sha256: str, fname: str, bypass: str) -> Path:
     """`keras.utils.get_file` into `cache`, with its errors as one-line `DataError`s."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
     try:
