@@ -35,6 +35,8 @@ CHECKED = "lstm,bilstm,peephole_lstm,conv_lstm,attention_lstm,lstm_fcn"  # gru: 
 CROSS = (
     "lstm,bilstm,peephole_lstm,attention_lstm,lstm_fcn"  # saved on one backend, loaded on another
 )
+
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
 TOLERANCE = 1e-5
 
 

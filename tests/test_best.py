@@ -20,6 +20,8 @@ from tuning.tuners import TUNERS, HalvingOracle, rung_schedule
 from zoo import evaluate as evaluate_cli
 from zoo import train as train_cli
 
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
+
 FAST_TRAINING = ["--fix", "units=8", "--fix", "recurrent_dropout=0", "--fix", "depth=1"]
 
 
@@ -109,7 +111,6 @@ def test_time_capped_rungs_give_every_model_the_same_time(tmp_path):
 # ---------------------------------------------------------------- the command
 
 
-@pytest.mark.slow
 def test_best_command_leaves_a_run_folder_with_the_retrained_winner(tmp_path, capsys):
     data = tiny_npz(tmp_path)
     out = tmp_path / "run"
@@ -132,7 +133,6 @@ def test_best_command_leaves_a_run_folder_with_the_retrained_winner(tmp_path, ca
     assert f"{metrics['accuracy']:.4f}" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_a_replay_trains_as_the_trial_did(tmp_path, capsys):
     """The search's best trial against `zoo.train --hparams best_hparams.json` over seeds: the
     replay's config holds the trial's epochs, schedule and batch, and the trial's test figure

@@ -28,6 +28,8 @@ TORCH_REFUSAL = "not torch" if importlib.util.find_spec("torch") else "needs the
 OUT_OF_RANGE = json.dumps(
     {"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}
 )
+
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
 LIMIT = 600  # safety net for a hung process; no wait below depends on the machine's speed
 
 

@@ -183,6 +183,7 @@ def test_window_features_join_both_branches_after_framing():
     assert model.predict(x, verbose=0).shape == (6, 3)
 
 
+@pytest.mark.slow
 def test_zoo_train_builds_an_rnn_fcn_from_its_flags(tmp_path):
     import json
 

@@ -195,6 +195,7 @@ def test_native_lstm_blocks_equal_keras(batch, units):
     _assert_same_as_keras(*_pair(NativeLSTM, units, return_sequences=True), _x(7, batch))
 
 
+@pytest.mark.slow
 @needs_native
 def test_native_lstm_portable_build_equals_keras():
     """`RNN_ZOO_NATIVE_ARCH` builds the op for another target (here SSE only: 4 floats a packet,
@@ -258,6 +259,7 @@ def test_recurrent_dropout_keeps_keras_loop_and_xla():
     assert not use_xla(single(NativeLSTM(UNITS)), "auto", XLA_MIN_SAMPLE_STEPS)
 
 
+@pytest.mark.slow
 @needs_tf
 def test_native_lstm_without_its_op_is_keras(tmp_path):
     """No compiler (and an empty build cache): one line says why, and the layer is Keras' LSTM,

@@ -85,6 +85,7 @@ def test_the_cache_comes_first_and_a_failed_build_is_one_line(tmp_path, monkeypa
     assert [p.suffix for p in (tmp_path / "cache" / "kernels").iterdir()] == [".lock"]
 
 
+@pytest.mark.slow
 @needs_tf
 def test_a_damaged_library_is_rebuilt_once_with_one_line(tmp_path):
     """A library that does not load is rebuilt (here by a fake compiler that copies a good

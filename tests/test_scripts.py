@@ -15,6 +15,8 @@ import pytest
 
 from zoo.fused import native_path_available
 
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,7 +84,6 @@ def test_benchmark_speed_prints_its_tables():
         )
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax not installed")
 def test_benchmark_speed_gpu_mode_runs_on_the_cpu_without_tensorflow():
     # the GPU table's code path at a tiny shape, on the CPU, with TensorFlow's import blocked

@@ -40,6 +40,7 @@ def snapshot(folder: Path) -> dict:
     return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
 
+@pytest.mark.slow
 def test_generation_feeds_its_predictions_back(runs):
     fc, task, _ = open_run(runs / "sine")
     seed = task.x_test[0, :, 0]
@@ -144,6 +145,7 @@ def test_series_task_from_csv_and_npz(tmp_path):
     assert one.input_shape == (8, 1) and one.y_test.shape[1] == 2
 
 
+@pytest.mark.slow
 def test_forecast_on_a_series_run(tmp_path):
     data = write_csv(tmp_path / "s.csv")
     args = ["series", "rnn", "--data", str(data), "--task-option", "window=8"]

@@ -200,6 +200,7 @@ def echo_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_trained_run_streams_exactly(echo_run):
     model_path, config = locate_run(echo_run)
     x = run_task(config).x_test[0]

@@ -152,6 +152,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     assert first["loss"] == second["loss"] and first["accuracy"] == second["accuracy"]
 
 
+@pytest.mark.slow
 def test_ensemble_averages_members_trained_as_single_runs(tmp_path, capsys):
     tiny = ["count_ones", "lstm", "--task-option", "length=6", "--task-option", "train_size=40",
             "--task-option", "val_size=8", "--units", "8", "--epochs", "2", "--seed", "5"]  # fmt: skip
@@ -438,6 +439,7 @@ def test_a_run_whose_loss_diverges_fails_and_keeps_no_model(tmp_path, capsys):
     assert not (out / "model.keras").exists() and not (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_jit_compile_flag_is_recorded(tmp_path):
     out = tmp_path / "run"
     run(["echo", "gru", *TINY_ECHO, "--jit-compile", "off"], out)
@@ -482,6 +484,7 @@ def test_stateful_refuses_models_that_cannot_carry_state(model, message, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_npz_model_takes_the_users_raw_windows(tmp_path):
     """The user's own windows, far from zero mean: the saved model standardises them itself."""
     rng = np.random.default_rng(0)
@@ -507,6 +510,7 @@ def small_npz(tmp_path: Path, windows: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, capsys):
     from zoo.config import SMALL_DATA, SMALL_DATA_DROPOUT, training_defaults_for
 
@@ -574,6 +578,7 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, m
     assert not (out / "backup").exists() and not [p for p in out.iterdir() if p.name[0] == "."]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torn", [["state.json"], ["state.json", "state.json.bak"]])
 def test_a_torn_backup_is_recovered_with_one_line(tmp_path, monkeypatch, capsys, torn):
     """backup/state.json torn: its last good copy (one epoch earlier) is used; both torn: the

@@ -342,6 +342,7 @@ def test_search_whose_trials_all_failed_exits_non_zero(tmp_path, capsys):
     assert not (project / "best_model.keras").exists()
 
 
+@pytest.mark.slow
 def test_progress_line_and_no_running_trial_left_in_oracle_json(tmp_path, capsys):
     args = ["count_ones", *TINY, "--max-trials", "2", *FAST[:-1], "--dir", str(tmp_path)]
     old = os.umask(0o022)
@@ -402,6 +403,7 @@ def test_bad_time_budget_is_one_line(text, tmp_path, capsys):
     assert "--time-budget: must be a time" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_executions_of_a_trial_start_from_different_seeds(tmp_path):
     hypermodel = ZooHyperModel(tiny_count_ones(), fixed={"model": ["gru"], "units": [8]})
     weights = []
@@ -430,6 +432,7 @@ def test_folds_cover_the_pooled_splits_once_each():
     assert sum(len(h) for h in held) == len(x)  # every window validates once
 
 
+@pytest.mark.slow
 def test_small_training_split_is_cross_validated_by_default(tmp_path):
     no_cv = " ".join(FAST).replace("--cv 1 ", "").split()
     args = ["count_ones", *TINY, "--max-trials", "1", *no_cv, "--dir", str(tmp_path)]

@@ -22,6 +22,8 @@ from test_tuning import (  # noqa: F401  (_local: the autouse fixture, here too)
 
 from tuning import search as search_cli
 
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
+
 ISOLATED = ["count_ones", *TINY, *FAST, "--isolate-trials"]
 
 
@@ -83,7 +85,6 @@ def test_a_diverged_trial_crosses_the_process_boundary_as_diverged():
     assert type(back) is Diverged and back.epochs_run == 2 and "not finite" in str(back)
 
 
-@pytest.mark.slow
 def test_killed_trial_process_fails_its_trial_and_a_killed_search_resumes(tmp_path):
     args = [*ISOLATED, "--max-trials", "2", "--max-retries", "0", "--dir", str(tmp_path)]
     project = tmp_path / "count_ones-random"

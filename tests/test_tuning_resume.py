@@ -30,6 +30,8 @@ from test_tuning import (  # noqa: F401  (_local: the autouse fixture, here too)
 from tuning import distributed, report
 from tuning import search as search_cli
 
+pytestmark = pytest.mark.slow  # end-to-end processes: outside the fast subset
+
 
 def completed_rows(project: Path) -> list[dict]:
     """The COMPLETED rows of a running search's trials.csv ([] before it exists)."""
@@ -39,7 +41,6 @@ def completed_rows(project: Path) -> list[dict]:
         return []
 
 
-@pytest.mark.slow
 def test_a_search_killed_at_random_instants_ends_as_an_uninterrupted_one(tmp_path):
     """scripts/crash_fuzz.py with 2 seeded SIGKILLs (its full runs are in the README): every
     trial completes once, and the trials, best hyperparameters and best model's metrics equal
@@ -174,7 +175,6 @@ def worker_process(launcher: psutil.Process, name: str) -> psutil.Process:
     raise AssertionError(f"no worker {name} among {launcher.children()}")
 
 
-@pytest.mark.slow
 def test_distributed_search_retries_a_dead_workers_trial_and_ends(tmp_path):
     """scripts/tune_distributed.py: a chief and two workers on 127.0.0.1. A worker killed
     mid-trial: the chief reaps it after --worker-timeout, the other worker runs its trial again,

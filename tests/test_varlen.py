@@ -181,6 +181,7 @@ def test_length_batches_cut_each_batch_to_its_longest_sequence():
     assert by.shape == bw.shape == bx.shape[:2]
 
 
+@pytest.mark.slow
 def test_training_end_to_end_and_the_saved_model_still_masks(tmp_path):
     data = tmp_path / "mine.npz"
     arrays = save_variable(data)

@@ -49,6 +49,7 @@ def test_layer_equals_zoo_features_on_the_same_windows():
     assert worst.max() < 1e-3, names[int(worst.argmax())]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [1, 0])
 def test_models_with_window_features_train_save_and_reload(spec, depth, tmp_path):
     """depth 1: the recurrent summary joined with the features; depth 0: the features alone."""
@@ -110,6 +111,7 @@ def npz_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_npz_option_trains_a_model_that_takes_raw_windows(npz_file, tmp_path):
     """Through `zoo.train`: the saved model holds the feature layer and takes raw windows."""
     task = get_task("npz", data=npz_file, window_features=True, sampling_hz=25.0)
@@ -160,6 +162,7 @@ def test_npz_channels_must_name_every_feature(tmp_path):
         get_task("npz", data=path, window_features=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAR_ZIP.is_file(), reason="UCI HAR zip not available")
 def test_har_option_hands_the_train_windows_statistics():
     task = get_task("har", data=HAR_ZIP, window_features=True, frame_steps=4)
