@@ -103,8 +103,12 @@ def skip_reason(command: str, har: bool) -> str | None:
         return "the full results benchmark (every model and task: hours at any size)"
     if "benchmark_varlen.py" in command:
         return "a benchmark with no size flag (two models trained to early stopping)"
-    if "--gpu" in command and not shutil.which("nvidia-smi"):
+    gpu = shutil.which("nvidia-smi")
+    if "--gpu" in command and not gpu:
         return "needs a GPU"
+    split = re.search(r"RNN_ZOO_CPU_DEVICES|device_count", command)  # the CPU split in devices
+    if "--distribute mirrored" in command and not split and not gpu:
+        return "needs 2 or more GPUs (the CPU split in two is the README's next commands)"
     for backend in ("jax", "torch"):
         if f"KERAS_BACKEND={backend}" in command and not has(backend):
             return f"needs {backend} (pip install -e '.[{backend}]')"
@@ -151,6 +155,16 @@ def quote(word: str) -> str:
     """shlex.quote, but an environment assignment stays one (NAME='value')."""
     m = re.match(r"([A-Z_][A-Z0-9_]*)=(.*)$", word, re.S)
     return f"{m.group(1)}={shlex.quote(m.group(2))}" if m else shlex.quote(word)
+
+
+def inputs(command: str) -> list[str]:
+    """The paths under runs/ a command reads (not those it writes: --out, --dir)."""
+    words = shlex.split(command)
+    return [
+        w
+        for i, w in enumerate(words)
+        if w.startswith("runs/") and i and words[i - 1] not in ("--out", "--dir")
+    ]
 
 
 def make_inputs(work: Path, har: bool) -> list[str]:
@@ -241,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     setup = [(0, "bash", c) for c in make_inputs(work, har)]
     plan = setup + commands(args.readme.read_text())
     counts, failed = {"run": 0, "skipped": 0, "failed": 0}, []
-    for line, lang, text in plan:
+    deferred = set()
+    for line, lang, text in plan:  # a deferred command is appended: the loop reaches it again
         if args.only and not re.search(args.only, text) and line != 0:
             continue
         where = f"README:{line}" if line else "input"
@@ -255,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             command = f"python snippet_{line}.py"
         else:
             command = shrink(text, work)
+        missing = [path for path in inputs(command) if not (work / path).exists()]
+        if missing and line not in deferred and not args.list:  # a search replayed before it ran
+            deferred.add(line)
+            plan.append((line, lang, text))
+            print(f"later README:{line:<4} ({missing[0]} is made by a later command)", flush=True)
+            continue
         if args.list:
             print(f"plan  {where:11} {command.splitlines()[0]}", flush=True)
             continue
