@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's zoo, not another
 
-from zoo.runs import write_csv, write_json  # noqa: E402
+from zoo.files import write_csv, write_json  # noqa: E402
 
 AEON_SETS = ("ACSF1", "ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf")
 # Shipped with aeon but held back (issue 24): never loaded here.

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmark_peers import AEON_SETS, aeon_npz, pick  # noqa: E402
 
-from zoo.runs import write_json  # noqa: E402
+from zoo.files import write_json  # noqa: E402
 
 # name -> zoo.train flags; the model's own defaults (zoo.config.training_defaults_for) are
 # the recipe "defaults".

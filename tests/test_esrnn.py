@@ -14,7 +14,8 @@ import pytest
 from zoo import create_model, get_task, train
 from zoo import forecast as forecast_cli
 from zoo.export import convert_model, open_runtime
-from zoo.runs import load_model, save_model
+from zoo.files import save_model
+from zoo.runs import load_model
 from zoo.smoothing import ExponentialSmoothing, seasonal_start, smooth, window_shift
 
 SEASONAL = {"scaling": {"season": 12, "floor": 1e-3}}

@@ -276,7 +276,8 @@ def test_the_scaling_layers_match_their_numpy_twin_and_invert(level, log):
 def test_any_zoo_model_wraps_in_the_scaling_saves_and_exports(tmp_path):
     from zoo import create_model
     from zoo.export import convert_model, open_runtime
-    from zoo.runs import load_model, save_model
+    from zoo.files import save_model
+    from zoo.runs import load_model
 
     task = get_task("series", data=airline_like(tmp_path / "a.csv"), horizon=6, season_inputs=True)
     kwargs = dict(output_kind="regression", preprocessing=task.preprocessing, units=4)

@@ -154,9 +154,8 @@ def test_npz_channels_must_name_every_feature(tmp_path):
     from zoo.tasks.base import DataError
 
     path = tmp_path / "bad.npz"
-    x = _windows(30)
-    np.savez(path, X_train=x, y_train=np.zeros(30, int), X_test=x, y_test=np.zeros(30, int),
-             channels=np.array(["a", "b"]))  # fmt: skip
+    x, y = _windows(30), np.arange(30) % 2
+    np.savez(path, X_train=x, y_train=y, X_test=x, y_test=y, channels=np.array(["a", "b"]))
     with pytest.raises(DataError, match="channels must name each of the 9 features"):
         get_task("npz", data=path, window_features=True)
 

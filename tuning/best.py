@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     """search.json: how the search was started, before it starts."""
-    from zoo.runs import task_facts, versions, write_json
+    from zoo.files import write_json
+    from zoo.runs import task_facts, versions
 
     project_dir.mkdir(parents=True, exist_ok=True)
     write_json(
@@ -301,8 +302,9 @@ def final_training(parser, args, config: dict, trial, tuner, started: float) -> 
     from tuning.hypermodel import model_name
     from zoo import train as train_cli
     from zoo.config import resolve
+    from zoo.files import write_json
     from zoo.fit import Diverged, train
-    from zoo.runs import new_run_folder, write_json
+    from zoo.runs import new_run_folder
     from zoo.scoring import headline
 
     flags = {**config, "out": args.out, "seed": args.seed}
