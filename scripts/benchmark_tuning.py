@@ -77,8 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     s = p.add_argument_group("small mode")
     s.add_argument(
         "--har-data",
-        default=str(ROOT.parent / "shared/data/uci_har_dataset.zip"),
-        help="UCI HAR zip the small HAR set is drawn from",
+        default=os.environ.get("RNN_ZOO_HAR_DATA")
+        or str(ROOT.parent / "shared/data/uci_har_dataset.zip"),
+        help="UCI HAR zip the small HAR set is drawn from (default: $RNN_ZOO_HAR_DATA, else "
+        "../shared/data/uci_har_dataset.zip beside the checkout)",
     )
     s.add_argument("--sets", default="digits,har_small", help="comma-separated small data sets")
     s.add_argument("--search-models", default="lstm,gru", help="--models of the searches")
@@ -613,6 +615,11 @@ def memory(args) -> int:
     load_before = load_average()
     os.environ.update(env)
     seconds, status, text = run(cmd, out / "logs" / "memory-search.log", code.resolve())
+    if not (out / "search" / "memory" / "trials.csv").is_file():  # the search failed at once
+        last = (text.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(
+            f"benchmark_tuning: error: the search wrote no trials (exit {status}): {last}"
+        )
     with open(out / "search" / "memory" / "trials.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f)]
     rss = [float(r["rss_mb"]) if r["rss_mb"] else None for r in rows]

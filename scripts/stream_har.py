@@ -16,7 +16,7 @@ the model), and a decision (argmax of the output) is read in four ways:
 
 Every variant is scored at the same raw steps, every step once 128 steps of its segment have
 arrived, by its latest decision against the segment's activity (each continuous segment holds
-one). Prints the figures; writes the plot of one subject (default docs/har_stream.png).
+one). Prints the figures; writes the plot of one subject (default RUN/stream_har.png).
 """
 
 from __future__ import annotations

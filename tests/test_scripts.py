@@ -102,3 +102,15 @@ def test_benchmark_speed_gpu_mode_runs_on_the_cpu_without_tensorflow():
     assert rows[0].strip(" |").split(" | ")[-2:] == ["loop", "scan"]  # the CPU policy; --paths
     assert '("cpu", "gru", 4, 4, ' in done.stdout
     assert "TensorFlow imported: no." in done.stdout
+
+
+def test_check_readme_plans_every_command_shrunk_or_skipped_with_a_reason(monkeypatch, capsys):
+    run_script("check_readme.py", "--list", monkeypatch=monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("check_readme: 0 ran,") and lines[-1].endswith("0 failed")
+    assert all(re.match(r"(plan|skip) ", line) for line in lines[:-1]), lines
+    assert all(line.endswith(")") for line in lines if line.startswith("skip"))  # the reason
+    assert any("zoo.train echo gru --seed 1 --out runs/echo-gru --epochs 1" in x for x in lines)
+    assert any(
+        "tune_distributed.py --workers 2 -- echo --max-trials 2 --epochs 1" in x for x in lines
+    )

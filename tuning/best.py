@@ -74,7 +74,9 @@ def build_parser() -> Parser:
         "python -m tuning.best digits --time-budget 5m --models 'lstm_fcn,gru' --seed 1",
     )
     p.add_argument("task", help="task name (see python -m zoo.train --list), e.g. npz")
-    p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument(
+        "--data", help="data file or folder for tasks that read one (har, mnist, npz, series)"
+    )
     p.add_argument(
         "--task-option",
         action="append",

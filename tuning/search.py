@@ -148,7 +148,9 @@ def build_parser() -> Parser:
         metavar="KEY=VALUE",
         help="option passed to the task, e.g. series_length=600; repeatable",
     )
-    p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument(
+        "--data", help="data file or folder for tasks that read one (har, mnist, npz, series)"
+    )
     p.add_argument("--dir", default=DEFAULT_DIR, help="folder holding search projects")
     p.add_argument("--project", help="project folder name under --dir (default: TASK-TUNER)")
     p.add_argument(

@@ -2,7 +2,8 @@
 
 mirrored is TensorFlow's `MirroredStrategy`, or `keras.distribution.DataParallel` on JAX;
 multi_worker is TensorFlow's `MultiWorkerMirroredStrategy`, its cluster read from TF_CONFIG.
-The batch size is the global batch, split between replicas. The chief (task 0) writes the run
+The batch size is the global batch, split between replicas (on JAX evenly: it must divide, and
+the training and validation splits are padded with weight-0 rows, `pad_to_replicas`). The chief (task 0) writes the run
 folder; every other worker writes its files to a temporary folder it removes at the end.
 RNN_ZOO_CPU_DEVICES=N splits the CPU into N logical devices, to try mirrored on one machine.
 """
@@ -14,6 +15,8 @@ import functools
 import json
 import os
 import re
+
+import numpy as np
 
 from zoo import backend
 
@@ -79,12 +82,35 @@ def check(config: dict, stateful: bool) -> None:
             f"--jit-compile on fails under --distribute {choice} (XLA cannot reach the other "
             "replicas' variables); drop it"
         )
+    replicas = len(local_devices()) if choice == "mirrored" else 1
+    if name == "jax" and config.get("batch_size") and config["batch_size"] % replicas:
+        raise ValueError(
+            f"--distribute {choice} on JAX splits each batch evenly over {replicas} devices; "
+            f"give a --batch-size divisible by {replicas}. Received: {config['batch_size']}"
+        )
     if choice == "mirrored" and len(local_devices()) < 2:
         raise ValueError(
             f"--distribute mirrored needs 2 or more devices and found 1 ({local_devices()[0]}); "
             f"on one CPU, set {CPU_DEVICES}=2 (TensorFlow) or "
             "XLA_FLAGS=--xla_force_host_platform_device_count=2 (JAX) to try it"
         )
+
+
+def pad_to_replicas(data: tuple, replicas: int) -> tuple:
+    """`data` ((x, y) or (x, y, w)) as (x, y, w) padded to a multiple of `replicas` rows with
+    weight-0 copies of its first rows, so that JAX splits every batch, the last one too, evenly
+    over the devices (with a batch size they divide). The weights keep the padding out of the
+    metrics (weighted: see `zoo.fit.compile_model`); a loss averaged over a batch counts the
+    padded rows, fewer than `replicas` in the whole split, as zero."""
+    x, y, w = (*data, None)[:3]
+    pad = -len(x) % replicas
+    if w is None:
+        w = np.ones(len(x), "float32")
+    if not pad:
+        return x, y, w
+    rows = np.arange(pad) % len(x)
+    zero = np.zeros_like(w[rows])
+    return tuple(np.concatenate([a, b]) for a, b in ((x, x[rows]), (y, y[rows]), (w, zero)))
 
 
 def local_devices() -> list[str]:

@@ -471,6 +471,10 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     runs.write_config(folder, config, task, model.count_params())
     data, validation = training_split(task, config)
     choice = config.get("distribute", "none")
+    if choice != "none" and backend.name() == "jax":  # JAX splits a batch only evenly
+        replicas = len(distribute.local_devices())
+        data = distribute.pad_to_replicas(data, replicas)
+        validation = distribute.pad_to_replicas(validation, replicas)
     with distribute.scope(choice):
         jit = distribute.jit_compile(choice, config["jit_compile"])
         compile_for(model, task, config, len(data[0]), jit)

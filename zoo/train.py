@@ -55,7 +55,7 @@ from zoo.tasks.base import DataError, training_defaults
 ENVIRONMENT = (
     "Environment: RNN_ZOO_HAR_DATA=PATH reads UCI HAR from a copy you have (instead of "
     "downloading it); RNN_ZOO_CACHE=DIR keeps the parsed data set there (default "
-    "$XDG_CACHE_HOME/rnn-zoo, else ~/.keras/datasets/rnn_zoo); KERAS_BACKEND=tensorflow|jax."
+    "$XDG_CACHE_HOME/rnn-zoo, else ~/.keras/datasets/rnn_zoo); KERAS_BACKEND=tensorflow|jax|torch."
 )
 
 
@@ -246,7 +246,9 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "last finished epoch, with its own settings (--epochs: a new total); with --distribute "
         "multi_worker, on every worker",
     )
-    p.add_argument("--data", help="data file or folder for tasks that read one (har, mnist, npz)")
+    p.add_argument(
+        "--data", help="data file or folder for tasks that read one (har, mnist, npz, series)"
+    )
     p.add_argument(
         "--task-option",
         action="append",
@@ -449,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     try:
         return run_training(parser, config, task, model, folder, args.quiet)
+    except Exception:
+        if not args.resume and not (folder / "backup").exists():  # nothing to resume: no debris
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         if not distribute.is_chief(config.get("distribute", "none")):
             shutil.rmtree(folder, ignore_errors=True)  # a worker's files: not the run's
