@@ -45,6 +45,7 @@ SHRINK_SCRIPT = {
 APPEND = {
     "zoo.train": {"--epochs": "1"},
     "tuning.search": {"--max-trials": "2", "--epochs": "1"},
+    "tuning.best": {"--max-trials": "2", "--epochs": "1"},
     "benchmark_tuning.py": {"--max-trials": "2", "--epochs": "1"},
     "tune_distributed.py": {"--epochs": "1"},  # after `--`: the search's own flag
     "benchmark_speed.py": {"--quick": None},
