@@ -92,6 +92,8 @@ def skip_reason(command: str, har: bool) -> str | None:
     """Why this command cannot run here, or None."""
     if "pip install" in command:
         return "installs packages (the check runs in this environment)"
+    if "check_readme.py" in command:
+        return "this checker itself"
     if "pytest" in command:
         return "runs the test suite (CI's job: .ci/run)"
     if "10.0.0." in command or re.search(r"(^|[ =])/shared/", command):
