@@ -126,9 +126,13 @@ def test_best_command_leaves_a_run_folder_with_the_retrained_winner(tmp_path, ca
     rows = (tmp_path / "s" / "npz-best" / "trials.csv").read_text().splitlines()
     assert 2 <= len(rows) <= 5 and summary["folds"] == 3
     config = json.loads((out / "config.json").read_text())["hyperparameters"]
-    assert config["refit"] is True and config["epochs"] == max(1, round(summary["best_epoch"]))
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["samples"] == 24 and metrics["epochs_run"] == config["epochs"]
+    assert metrics["samples"] == 24
+    if config.get("refit"):  # all the pooled windows, for the epochs the folds kept
+        assert config["epochs"] == max(1, round(summary["best_epoch"]))
+        assert metrics["epochs_run"] == config["epochs"]
+    else:  # its trial was cut by its rung's time (a loaded machine): early stopping instead
+        assert config.get("early_stopping", True) and config["epochs"] == 3
     assert evaluate_cli.main([str(out)]) == 0  # zoo.evaluate takes the folder
     assert f"{metrics['accuracy']:.4f}" in capsys.readouterr().out
 
@@ -233,3 +237,42 @@ def test_benchmark_peers_runs_minirocket_on_a_tiny_subset_and_resumes(tmp_path, 
     assert (tmp_path / "peers.csv").read_text().startswith("set,method,seeds,accuracy_mean")
     with pytest.raises(ValueError, match="held back"):
         benchmark_peers.aeon_npz("BasicMotions", tmp_path)
+
+
+def test_a_winner_its_rung_time_cut_short_retrains_with_early_stopping():
+    """A time-capped trial still improving at its cap says nothing of the epochs its model
+    needs: the final training then stops early on validation instead of replaying its count."""
+
+    def trial(capped: bool, best: int, ran: int):
+        hp = kt.HyperParameters()
+        hp.Fixed("tuner/epochs", 30)
+        if capped:
+            hp.Fixed("tuner/seconds", 6.8)
+        made = kt.engine.trial.Trial(hp, trial_id="t")
+        made.metrics.update("best_epoch", best)
+        made.metrics.update("epochs_run", ran)
+        return made
+
+    assert best_cli.cut_by_its_cap(trial(True, best=9, ran=10), patience=5)
+    assert not best_cli.cut_by_its_cap(
+        trial(True, best=2, ran=20), patience=5
+    )  # early stopping ended it
+    assert not best_cli.cut_by_its_cap(
+        trial(False, best=9, ran=10), patience=5
+    )  # an epoch-capped rung
+
+
+def test_a_rungs_time_cap_counts_training_steps_not_the_first_one_that_traces():
+    import keras
+
+    from tuning.tuners import TimeCap
+
+    x, y = np.zeros((40, 3, 2), "float32"), np.zeros(40, "int64")
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cap = TimeCap(0.0)  # any time at all: stop after the first step that counts
+    history = model.fit(x, y, batch_size=4, epochs=5, callbacks=[cap], verbose=0)
+    assert cap.steps == 2 and 0 < cap.spent and len(history.history["loss"]) == 1
+    roomy = TimeCap(3600.0)
+    model.fit(x, y, batch_size=4, epochs=2, callbacks=[roomy], verbose=0)
+    assert roomy.steps == 20 and roomy.spent < 3600

@@ -214,6 +214,9 @@ def prepare(args):
 def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
     """The final training's configuration (as `python -m zoo.train --hparams` reads it) and
     the winning trial."""
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
+    from tuning.hypermodel import model_name, training_config
+
     oracle = tuner.oracle
     rows = report.write_report(tuner.project_dir)
     best = report.best_row(rows, oracle.objective.name, oracle.objective.direction)
@@ -223,7 +226,15 @@ def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
     config = {"task": args.task, **({"data": args.data} if args.data else {})}
     if args.task_option:
         config["task_options"] = parse_assignments(args.task_option, "--task-option")
-    rung_epochs = trial.hyperparameters.values.get("tuner/epochs", epochs)
+    values = trial.hyperparameters.values
+    if cut_by_its_cap(trial, hypermodel.patience):
+        # its epoch count says when the clock stopped it, not how long the model needs: train
+        # as zoo.train does, early stopping on the validation split, up to the top rung's epochs
+        searched = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        config |= training_config(searched, epochs=epochs, patience=hypermodel.patience,
+                                  seed=args.seed, schedule=hypermodel.schedule(model_name(values)))  # fmt: skip
+        return config, trial
+    rung_epochs = values.get("tuner/epochs", epochs)
     replay = replay_config(trial, hypermodel, epochs=rung_epochs, patience=hypermodel.patience,
                            seed=args.seed)  # fmt: skip
     config |= replay
@@ -231,6 +242,21 @@ def winner_config(args, tuner, hypermodel, epochs: int) -> tuple[dict, object]:
         config["refit"] = True
         config.pop("early_stopping", None)
     return config, trial
+
+
+def cut_by_its_cap(trial, patience: int) -> bool:
+    """True when a time-capped trial (`tuner/seconds`) was cut by its cap while still
+    improving: it ran fewer epochs than its rung allows (`tuner/epochs`), and its early
+    stopping kept an epoch within `patience` of the last it ran."""
+    values, metrics = trial.hyperparameters.values, trial.metrics
+    if not values.get("tuner/seconds"):
+        return False
+    if not (metrics.exists("best_epoch") and metrics.exists("epochs_run")):
+        return True
+    ran = metrics.get_last_value("epochs_run")
+    if values.get("tuner/epochs") and ran >= values["tuner/epochs"]:
+        return False  # it ran every epoch of its rung
+    return ran - metrics.get_last_value("best_epoch") < patience
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,12 +343,14 @@ def final_training(parser, args, config: dict, trial, tuner, started: float) -> 
         "folds": args.cv,
         "best_epoch": trial.metrics.get_last_value("best_epoch"),
     }
-    how = (
-        f"retrained on all {len(task.x_train) + len(task.x_val)} training windows for "
-        f"{config['epochs']} epochs"
-        if config.get("refit")
-        else f"retrained on the train split for the {config['epochs']} epochs the trial kept"
-    )
+    if config.get("refit"):
+        how = (f"retrained on all {len(task.x_train) + len(task.x_val)} training windows for "
+               f"{config['epochs']} epochs")  # fmt: skip
+    elif config.get("early_stopping", True):
+        how = (f"its trial was cut by its rung's time: trained on the train split with early "
+               f"stopping on validation (up to {config['epochs']} epochs)")  # fmt: skip
+    else:
+        how = f"retrained on the train split for the {config['epochs']} epochs the trial kept"
     print(
         f"Best: trial {trial.trial_id}, {model_name(values)} ({objective} {trial.score:.4f}"
         f"{f' over {args.cv} folds' if args.cv > 1 else ''}); {how}",

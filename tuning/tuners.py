@@ -596,18 +596,26 @@ def rung_schedule(max_epochs: int, factor: int, rungs: int) -> list[int]:
 
 
 class TimeCap(keras.callbacks.Callback):
-    """Stop training `seconds` after it began (after the batch under way): a time-capped
-    rung's execution (see `HalvingOracle.set_rung_seconds`)."""
+    """Stop training once its training steps took `seconds` (after the batch under way): a
+    time-capped rung's execution (see `HalvingOracle.set_rung_seconds`). Only the steps count,
+    not the first (it traces and compiles the model) nor validation, so a rung gives every
+    model the same time to learn, whatever its start-up costs."""
 
     def __init__(self, seconds: float):
         super().__init__()
         self.seconds = seconds
 
     def on_train_begin(self, logs=None):
+        self.spent, self.steps = 0.0, 0
+
+    def on_train_batch_begin(self, batch, logs=None):
         self.began = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.began > self.seconds:
+        self.steps += 1
+        if self.steps > 1:  # the first step traces the model
+            self.spent += time.monotonic() - self.began
+        if self.spent > self.seconds:
             self.model.stop_training = True
 
 
