@@ -52,6 +52,7 @@ def leftovers(run: Path) -> list[str]:
     return [p.name for p in run.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "run, fmt",
     [("echo", "tflite"), ("echo", "saved_model"), ("digits", "onnx")],
@@ -88,6 +89,7 @@ def small(name: str) -> dict:
     return {k: v for k, v in sizes.items() if k in model_hyperparameters(name)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_exports_to_tflite_or_is_refused_in_one_line(name, tmp_path):
     model = create_model(name, (6, 3), 2, **small(name))

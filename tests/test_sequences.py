@@ -54,6 +54,7 @@ def test_generation_feeds_its_predictions_back(runs):
     assert generate(fc, task.x_test[0], 5).shape == (5, 1)  # a 2-D seed keeps its channels
 
 
+@pytest.mark.slow
 def test_generate_cli_writes_csv_plot_and_summary(runs, tmp_path, capsys):
     out = tmp_path / "gen"
     assert generate_cli.main([str(runs / "sine"), "--steps", "40", "--out", str(out)]) == 0

@@ -208,6 +208,7 @@ def test_trained_run_streams_exactly(echo_run):
     np.testing.assert_allclose(out, full_outputs(load_model(model_path), x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_writes_predictions_and_plot(echo_run, tmp_path, capsys):
     x = run_task(locate_run(echo_run)[1]).x_test[:2].reshape(-1, 1)
     np.savez(tmp_path / "rec.npz", x=x, y=(x[:, 0] > 0).astype(int))

@@ -146,6 +146,7 @@ def test_a_run_from_before_models_did_their_own_preprocessing_still_evaluates(tm
     assert f"test accuracy {expected:.4f}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_metrics(tmp_path):
     first = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "a")
     second = run(["echo", "lstm", *TINY_ECHO, "--seed", "3", "--dropout", "0.2"], tmp_path / "b")
@@ -173,6 +174,7 @@ def test_ensemble_averages_members_trained_as_single_runs(tmp_path, capsys):
     assert second["accuracy"] == alone["accuracy"] and second["loss"] == alone["loss"]
 
 
+@pytest.mark.slow
 def test_hparams_replay_and_flags_override_it(tmp_path):
     hparams = tmp_path / "best_hparams.json"
     hparams.write_text(json.dumps({
@@ -189,6 +191,7 @@ def test_hparams_replay_and_flags_override_it(tmp_path):
     assert model.get_layer("gru_1").units == 8
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_saved_metrics(tmp_path, capsys):
     metrics = run(["echo", "gru", *TINY_ECHO], tmp_path / "run")
     capsys.readouterr()

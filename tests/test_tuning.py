@@ -272,6 +272,7 @@ def finished(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner", TUNERS.list())
 def test_every_tuner_runs_a_search(tuner, finished):
     project = finished(tuner)
@@ -321,6 +322,7 @@ def test_report_redraws_table_and_plots_from_the_folder(finished, capsys):
     assert "2 trials: 2 COMPLETED" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_search_goes_on(tmp_path):
     args = [*DIVERGING, "--fix", "learning_rate=1e9,0.01", "--max-trials", "2"]
     assert search_cli.main([*args, "--dir", str(tmp_path)]) == 0
