@@ -305,12 +305,6 @@ def tensorboard(folder: Path, verbose: int = 1) -> list[keras.callbacks.Callback
     return []
 
 
-def fit_callbacks(task: Task, *, patience: int = 10) -> list[keras.callbacks.Callback]:
-    """Early stopping on the task's validation objective (best weights restored) and NaN stop;
-    for a stateful task, state reset at each epoch and evaluation."""
-    return [early_stopping(task, patience), *standard_callbacks(task)]
-
-
 def early_stopping(task: Task, patience: int) -> keras.callbacks.EarlyStopping:
     """Stop after `patience` epochs without a gain in the task's validation objective, and
     restore the best epoch's weights."""

@@ -12,19 +12,10 @@ from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 from zoo.features import check_spec, feature_names, feature_table
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
-    """An LSTM cell with peephole connections (Gers & Schmidhuber 2000), as TF1's
-    `LSTMCell(use_peepholes=True)`: the input and forget gates see c[t-1], the output gate c[t].
-
-    Gate order in `kernel`/`recurrent_kernel`/`bias` is i, f, c, o, as in `keras.layers.LSTMCell`.
-
-    Args:
-        units: size of the hidden and cell state.
-        kernel_regularizer, recurrent_regularizer: optional weight penalties.
-        recurrent_dropout: fraction of the recurrent state dropped while training, with one mask
-            for all the steps of a sequence, as `keras.layers.LSTMCell`.
-    """
+class LSTMCellBase(keras.layers.Layer, DropoutRNNCell):
+    """What the zoo's own LSTM cells share: their arguments (`units`, the kernel and recurrent
+    penalties, `recurrent_dropout` with one mask a sequence, `seed`), their config, the (h, c)
+    state, and the forget-gate bias of 1 (`forget_bias`, as `unit_forget_bias` in Keras)."""
 
     def __init__(
         self,
@@ -46,6 +37,36 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.state_size = [units, units]
         self.output_size = units
 
+    def forget_bias(self, shape, dtype=None):
+        """Initializer of a 4-gate bias (i, f, c, o): 1 for the forget gate, 0 elsewhere."""
+        zeros = ops.zeros((self.units,), dtype=dtype)
+        return ops.concatenate([zeros, ops.ones((self.units,), dtype=dtype), zeros, zeros])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class PeepholeLSTMCell(LSTMCellBase):
+    """An LSTM cell with peephole connections (Gers & Schmidhuber 2000), as TF1's
+    `LSTMCell(use_peepholes=True)`: the input and forget gates see c[t-1], the output gate c[t].
+
+    Gate order in `kernel`/`recurrent_kernel`/`bias` is i, f, c, o, as in `keras.layers.LSTMCell`.
+
+    Args:
+        units: size of the hidden and cell state.
+        kernel_regularizer, recurrent_regularizer: optional weight penalties.
+        recurrent_dropout: fraction of the recurrent state dropped while training, with one mask
+            for all the steps of a sequence, as `keras.layers.LSTMCell`.
+    """
+
     def build(self, input_shape):
         features = input_shape[-1]
         self.kernel = self.add_weight(
@@ -60,13 +81,9 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
             regularizer=self.recurrent_regularizer,
             name="recurrent_kernel",
         )
-
-        def bias_init(shape, dtype=None):  # forget-gate bias 1, as unit_forget_bias in Keras
-            zeros = ops.zeros((self.units,), dtype=dtype)
-            ones = ops.ones((self.units,), dtype=dtype)
-            return ops.concatenate([zeros, ones, zeros, zeros])
-
-        self.bias = self.add_weight(shape=(4 * self.units,), initializer=bias_init, name="bias")
+        self.bias = self.add_weight(
+            shape=(4 * self.units,), initializer=self.forget_bias, name="bias"
+        )
         self.peephole = self.add_weight(
             shape=(3, self.units), initializer="zeros", name="peephole"
         )  # rows: input, forget, output gate
@@ -83,16 +100,6 @@ class PeepholeLSTMCell(keras.layers.Layer, DropoutRNNCell):
         o = ops.sigmoid(zo + self.peephole[2] * c)
         h = o * ops.tanh(c)
         return h, [h, c]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-        }
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -284,7 +291,7 @@ class MaskedConv1D(keras.layers.Conv1D):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class AttentionLSTMCell(keras.layers.Layer, DropoutRNNCell):
+class AttentionLSTMCell(LSTMCellBase):
     """An LSTM cell whose gates also read a context: an additive (Bahdanau) attention over the
     whole input sequence, scored against the previous hidden state (ALSTM, Karim et al. 2018).
 
@@ -304,25 +311,8 @@ class AttentionLSTMCell(keras.layers.Layer, DropoutRNNCell):
             sequence, as `keras.layers.LSTMCell`.
     """
 
-    def __init__(
-        self,
-        units: int,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        recurrent_dropout: float = 0.0,
-        seed: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.units = units
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
-        self.recurrent_dropout = recurrent_dropout
-        self.dropout = 0.0  # DropoutRNNCell reads it; the zoo drops the layer's output
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.state_size = [units, units]
-        self.output_size = units
+    def __init__(self, units: int, **kwargs):
+        super().__init__(units, **kwargs)
         self._sequence = self._keys = self._mask = None
 
     def build(self, input_shape):
@@ -337,12 +327,7 @@ class AttentionLSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.kernel = weight((features, 4 * units), "kernel")
         self.recurrent_kernel = weight((units, 4 * units), "recurrent_kernel", "orthogonal", True)
         self.attention_kernel = weight((features, 4 * units), "attention_kernel")
-
-        def bias_init(shape, dtype=None):  # forget-gate bias 1, as unit_forget_bias in Keras
-            zeros = ops.zeros((units,), dtype=dtype)
-            return ops.concatenate([zeros, ops.ones((units,), dtype=dtype), zeros, zeros])
-
-        self.bias = self.add_weight(shape=(4 * units,), initializer=bias_init, name="bias")
+        self.bias = self.add_weight(shape=(4 * units,), initializer=self.forget_bias, name="bias")
         self.score_kernel = weight((features, units), "score_kernel")
         self.score_recurrent_kernel = weight(
             (units, units), "score_recurrent_kernel", "orthogonal", True
@@ -378,16 +363,6 @@ class AttentionLSTMCell(keras.layers.Layer, DropoutRNNCell):
         c = ops.sigmoid(zf) * c_prev + ops.sigmoid(zi) * ops.tanh(zc)
         h = ops.sigmoid(zo) * ops.tanh(c)
         return h, [h, c]
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
-            "recurrent_dropout": self.recurrent_dropout,
-            "seed": self.seed,
-        }
 
 
 @keras.saving.register_keras_serializable(package="zoo")
