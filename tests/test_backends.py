@@ -186,3 +186,20 @@ def test_the_command_lines_refuse_an_unsupported_backend_in_one_line(name, comma
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and f"KERAS_BACKEND={name!r}" in done.stderr, done.stderr
+
+
+def test_seeding_on_jax_holds_tensorflows_start_up_lines_back():
+    # Keras seeds TensorFlow wherever it is installed: on JAX it imported it, printing its log
+    code = "from zoo import backend; backend.load(); backend.set_random_seed(0); print('ok')"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "RNN_ZOO_TF_LOGS")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "KERAS_BACKEND": "jax"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert done.stderr == ""

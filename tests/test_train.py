@@ -15,7 +15,7 @@ from test_har import FOLDER, SMALL_FILES
 
 from zoo import create_model, get_task, train
 from zoo import evaluate as evaluate_cli
-from zoo.config import model_settings
+from zoo.config import RunConfig
 from zoo.presets import get_preset, list_presets
 
 NO_RECURRENT_DROPOUT = ["--recurrent-dropout", "0"]  # test speed; see run()
@@ -286,14 +286,15 @@ def test_cli_as_a_process(tmp_path):
 
 
 def resolved(args: list[str]) -> dict:
-    return train.configure(train.build_parser().parse_args(args))
+    """The configuration the arguments resolve to, flat as config.json holds it."""
+    return train.configure(train.build_parser().parse_args(args)).as_dict()
 
 
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_resolves_and_builds(name):
     config = resolved(["--preset", name])
     assert config["preset"] == name
-    settings = model_settings(config)
+    settings = RunConfig.from_dict(config).model_settings
     if config.get("task_options", {}).get("window_features"):  # statistics come from the task
         from zoo.features import feature_spec
         from zoo.tasks.har import CHANNELS
@@ -530,7 +531,10 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
     flags = ["--dropout", "0", "--recurrent-dropout", "0.1"]
     config = train.configure(train.build_parser().parse_args([*tiny, *flags]))
     _, model = train.prepare(config)
-    assert config["dropout"] == 0 and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1
+    assert (
+        config.model_settings["dropout"] == 0
+        and model.get_layer("lstm_1").cell.recurrent_dropout == 0.1
+    )
 
 
 # ---------------------------------------------------------------- killed runs resume exactly

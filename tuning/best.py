@@ -320,18 +320,17 @@ def write_settings(args, task, project_dir: Path, epochs: int) -> None:
     )
 
 
-def final_training(parser, args, config: dict, trial, tuner, started: float) -> int:
+def final_training(parser, args, flags: dict, trial, tuner, started: float) -> int:
     """Train the winner as `python -m zoo.train --hparams` would, into the run folder; report."""
     # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from tuning.hypermodel import model_name
     from zoo.fit import Diverged, train
 
-    flags = {**config, "out": args.out, "seed": args.seed}
-    config = resolve(flags, preset="none")
+    config = resolve({**flags, "out": args.out, "seed": args.seed}, preset="none")
     task, model = train_cli.prepare(config)
-    folder = new_run_folder(config["task"], config["model"], config.get("out"))
+    folder = new_run_folder(config.task, config.model, config.out)
     objective = tuner.oracle.objective.name
-    kept = {k: v for k, v in config.items() if k not in ("out", "preset")}
+    kept = {k: v for k, v in config.as_dict().items() if k not in ("out", "preset")}
     write_json(folder / "best_hparams.json", kept)
     values = trial.hyperparameters.values
     summary = {
@@ -343,14 +342,14 @@ def final_training(parser, args, config: dict, trial, tuner, started: float) -> 
         "folds": args.cv,
         "best_epoch": trial.metrics.get_last_value("best_epoch"),
     }
-    if config.get("refit"):
+    if config.refit:
         how = (f"retrained on all {len(task.x_train) + len(task.x_val)} training windows for "
-               f"{config['epochs']} epochs")  # fmt: skip
-    elif config.get("early_stopping", True):
+               f"{config.epochs} epochs")  # fmt: skip
+    elif config.stops_early:
         how = (f"its trial was cut by its rung's time: trained on the train split with early "
-               f"stopping on validation (up to {config['epochs']} epochs)")  # fmt: skip
+               f"stopping on validation (up to {config.epochs} epochs)")  # fmt: skip
     else:
-        how = f"retrained on the train split for the {config['epochs']} epochs the trial kept"
+        how = f"retrained on the train split for the {config.epochs} epochs the trial kept"
     print(
         f"Best: trial {trial.trial_id}, {model_name(values)} ({objective} {trial.score:.4f}"
         f"{f' over {args.cv} folds' if args.cv > 1 else ''}); {how}",
@@ -365,7 +364,7 @@ def final_training(parser, args, config: dict, trial, tuner, started: float) -> 
     write_json(folder / "search_summary.json", summary)
     print(f"Run folder: {folder}")
     print(
-        f"{config['task']} {config['model']}: {headline(task, metrics)}; "
+        f"{config.task} {config.model}: {headline(task, metrics)}; "
         f"{summary['seconds'] / 60:.1f} min in all ({summary['trials']} trials)"
     )
     return 0

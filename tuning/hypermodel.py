@@ -40,7 +40,8 @@ import keras_tuner as kt
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from zoo.config import OPTIMIZERS, training_defaults_for
+from zoo import backend
+from zoo.config import OPTIMIZERS, Training, training_defaults_for
 from zoo.fit import compile_for, fit, validation_data
 from zoo.models import (
     MODELS,
@@ -396,7 +397,7 @@ class ZooHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """A compiled model for the trial's values, in a fresh Keras session."""
         keras.backend.clear_session()  # free earlier trials' models and Keras state
-        keras.utils.set_random_seed(self.seed + EXECUTION_SEED_STEP * self.execution)
+        backend.set_random_seed(self.seed + EXECUTION_SEED_STEP * self.execution)
         name = self._declare_model(hp)
         kwargs = {}
         for key, takers in self.scopes.items():
@@ -426,19 +427,19 @@ class ZooHyperModel(kt.HyperModel):
             **({"lr_patience": self.lr_patience} if name == "plateau" else {}),
         }
 
-    def settings(self, hp: kt.HyperParameters, epochs: int | None = None) -> dict:
-        """The training settings of a trial's execution, as `zoo.fit` takes them (a run's
-        configuration): optimizer, learning rate, schedule, batch, epochs, patience, seed."""
+    def settings(self, hp: kt.HyperParameters, epochs: int | None = None) -> Training:
+        """How a trial's execution trains, as `zoo.fit` takes it (a run's `Training`):
+        optimizer, learning rate, schedule, batch, epochs, patience, seed."""
         model = model_name(hp.values) if "model" in hp.values else self.models[0]
-        return {
-            "optimizer": self._declare(hp, "optimizer"),
-            "learning_rate": self._declare(hp, "learning_rate"),
-            "batch_size": self._declare(hp, "batch_size"),
-            "epochs": hp.values.get("tuner/epochs") or epochs or self.epochs,  # a rung's own
-            "patience": self.patience,
-            "seed": self.seed + EXECUTION_SEED_STEP * self.execution,
+        return Training(
+            optimizer=self._declare(hp, "optimizer"),
+            learning_rate=self._declare(hp, "learning_rate"),
+            batch_size=self._declare(hp, "batch_size"),
+            epochs=hp.values.get("tuner/epochs") or epochs or self.epochs,  # a rung's own
+            patience=self.patience,
+            seed=self.seed + EXECUTION_SEED_STEP * self.execution,
             **self.schedule(model),
-        }
+        )
 
     def fit(self, hp, model, *args, epochs=None, callbacks=None, verbose=0, **kwargs):
         """Train on the task's train split, scored on its validation split, or with `folds` on

@@ -53,6 +53,16 @@ def load() -> None:
     import keras  # noqa: F401
 
 
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed` with TensorFlow's start-up lines held back: Keras seeds
+    TensorFlow wherever it is installed, so on JAX or PyTorch it would import it, loudly."""
+    tensorflow_available()  # imports it quietly first, where it is installed
+    # lazy: keeps Keras out of `import zoo` until the backend is chosen
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def tensorflow_available() -> bool:
     """True where TensorFlow imports (held quiet, as `load` does). Keras' TensorBoard callback
     and the TensorFlow export formats need it on every backend; JAX and PyTorch do not."""

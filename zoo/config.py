@@ -3,8 +3,10 @@ and the model take. Light: nothing here imports Keras, so the CLI can answer --h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.cli import check_learning_rate
@@ -70,6 +72,121 @@ FCN_GRADIENT_STEPS = 3000
 FCN_PLATEAU_DIVISOR = 20
 
 
+@dataclass(frozen=True)
+class Training:
+    """How a model trains, as `zoo.fit.compile_for` and `zoo.fit.fit` read it: a run's
+    (`RunConfig.training`) or a tuner trial's.
+
+    Training stops after `patience` epochs without a gain on validation unless
+    `early_stopping` is off or `refit` pools the validation split into training
+    (`stops_early`). `lr_patience` is the plateau schedule's (`lr_schedule="plateau"`)."""
+
+    epochs: int
+    batch_size: int
+    optimizer: str = "adam"
+    learning_rate: float | None = None  # None: the optimizer's own default
+    lr_schedule: str = "constant"
+    lr_patience: int | None = None
+    patience: int | None = None
+    early_stopping: bool = True
+    refit: bool = False
+    seed: int = 0
+    jit_compile: str = "auto"
+
+    @property
+    def stops_early(self) -> bool:
+        """True when training stops early on validation (the default); False with
+        `early_stopping` off or `refit` (it then trains every epoch and keeps the last)."""
+        return self.early_stopping and not self.refit
+
+
+@dataclass
+class RunConfig:
+    """A run's configuration: the task and model, the model's own hyperparameters
+    (`model_settings`: units, depth, dropout, ...), and how it trains.
+
+    config.json's "hyperparameters" hold it as one flat object (`as_dict`), the form `--hparams`
+    replays (`from_dict`). A training value left None was not given: `zoo.train.prepare`
+    fills it from the task's defaults (`training_defaults_for`) before training."""
+
+    task: str
+    model: str
+    model_settings: dict = field(default_factory=dict)
+    data: str | None = None
+    out: str | None = None
+    task_options: dict = field(default_factory=dict)
+    preset: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str = DEFAULTS["optimizer"]
+    learning_rate: float | None = None
+    lr_schedule: str | None = None
+    lr_patience: int | None = None
+    patience: int | None = None
+    early_stopping: bool | None = None  # None: on
+    refit: bool | None = None
+    seed: int = DEFAULTS["seed"]
+    ensemble: int = DEFAULTS["ensemble"]
+    jit_compile: str = DEFAULTS["jit_compile"]
+    distribute: str = DEFAULTS["distribute"]
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> RunConfig:
+        """The configuration in a flat object (config.json's "hyperparameters", a
+        best_hparams.json): the model's hyperparameters are the keys that are not fields."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"model_settings"}
+        given = {k: v for k, v in flat.items() if k in names and v is not None}
+        own = {k: v for k, v in flat.items() if k not in names}
+        return cls(**given, model_settings=own)
+
+    def as_dict(self) -> dict:
+        """The flat object config.json and best_hparams.json hold: what was given or chosen,
+        the model's hyperparameters beside the run's settings (None and empty left out)."""
+        flat = {"task": self.task, "model": self.model, **self.model_settings}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("task", "model", "model_settings") and value not in (None, {}):
+                flat[f.name] = value
+        return flat
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with `changes` (field names; `model_settings` replaced whole)."""
+        return dataclasses.replace(self, **changes)
+
+    def fill(self, chosen: dict) -> None:
+        """Set what was not given from `chosen` (training settings and model hyperparameters
+        by name, as `training_defaults_for` returns them); given values stay."""
+        for key, value in chosen.items():
+            if key in TRAINING_KEYS:
+                if getattr(self, key) is None:
+                    setattr(self, key, value)
+            else:
+                self.model_settings.setdefault(key, value)
+
+    @property
+    def stops_early(self) -> bool:
+        """True when the run stops early on validation (see `Training.stops_early`)."""
+        return self.early_stopping is not False and not self.refit
+
+    def training(self) -> Training:
+        """How the model trains; every value `Training` needs must be set (`fill`)."""
+        if self.epochs is None or self.batch_size is None:
+            raise ValueError("the run's epochs and batch size are not set yet (see `fill`)")
+        return Training(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            lr_schedule=self.lr_schedule or "constant",
+            lr_patience=self.lr_patience,
+            patience=self.patience,
+            early_stopping=self.early_stopping is not False,
+            refit=bool(self.refit),
+            seed=self.seed,
+            jit_compile=self.jit_compile,
+        )
+
+
 def read_hparams(path: str) -> dict:
     """The hyperparameters in a JSON file (an object of names to values)."""
     try:
@@ -89,7 +206,7 @@ def resolve(
     preset: str | None = None,
     hparams: str | None = None,
     task_options: dict | None = None,
-) -> dict:
+) -> RunConfig:
     """One configuration: a preset, then --hparams, then the flags (later ones win).
 
     `flags` maps setting names to the values given on the command line (None: not given). The
@@ -134,9 +251,7 @@ def resolve(
         )
     if config.get("learning_rate") is not None:  # from a flag, --hparams or a preset
         check_learning_rate(config["learning_rate"])
-    for key, value in DEFAULTS.items():
-        config.setdefault(key, value)
-    return config
+    return RunConfig.from_dict(config)
 
 
 def check_data_path(data, task: str | None = None) -> None:
@@ -150,14 +265,14 @@ def check_data_path(data, task: str | None = None) -> None:
         raise ValueError(f"--data: no such file or folder: {data}")
 
 
-def parameters_bound(config: dict, features: int) -> int:
+def parameters_bound(config: RunConfig, features: int) -> int:
     """An upper bound on the weights of the configured model's recurrent layers, from its
     settings alone (every layer counted as an LSTM's four gates, both directions where it
     reads backwards too): what `check_size` compares with MAX_PARAMETERS."""
-    settings = model_defaults(config["model"]) | model_settings(config)
+    settings = model_defaults(config.model) | config.model_settings
     units = int(settings.get("units") or 0)
     depth = max(int(settings.get("depth") or 1), 1)
-    directions = 2 if looks_ahead(config["model"]) else 1
+    directions = 2 if looks_ahead(config.model) else 1
     total, inputs = 0, features
     for _ in range(depth):
         total += directions * 4 * units * (inputs + units + 1)
@@ -165,13 +280,13 @@ def parameters_bound(config: dict, features: int) -> int:
     return total
 
 
-def check_size(config: dict, features: int) -> None:
+def check_size(config: RunConfig, features: int) -> None:
     """Refuse a model larger than MAX_PARAMETERS before it is built (`parameters_bound`)."""
     bound = parameters_bound(config, features)
     if bound > MAX_PARAMETERS:
-        settings = model_defaults(config["model"]) | model_settings(config)
+        settings = model_defaults(config.model) | config.model_settings
         raise ValueError(
-            f"{config['model']} with {settings.get('units')} units and depth "
+            f"{config.model} with {settings.get('units')} units and depth "
             f"{settings.get('depth', 1)} would hold up to {bound:.2g} weights, over the limit "
             f"of {MAX_PARAMETERS:,} (about 1.6 GB to train); choose fewer --units or --depth"
         )
@@ -214,11 +329,6 @@ def check_pairing(task: Task, model: str) -> None:
             f"model {model!r} gives one output a window ({' or '.join(model_output_kinds(model))})"
             f"; task {task.name!r} wants {task.output_kind}. Use one of: {', '.join(allowed)}"
         )
-
-
-def model_settings(config: dict) -> dict:
-    """The configuration's values for the model's own hyperparameters."""
-    return {k: config[k] for k in model_hyperparameters(config["model"]) if k in config}
 
 
 def training_defaults_for(task: Task, model: str | None = None) -> dict:

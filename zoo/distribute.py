@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from zoo import backend
+from zoo.config import RunConfig
 
 CHOICES = ("none", "mirrored", "multi_worker")
 CPU_DEVICES = "RNN_ZOO_CPU_DEVICES"
@@ -58,9 +59,9 @@ def is_chief(choice: str) -> bool:
     return config["task"]["type"] == chief and config["task"]["index"] == 0
 
 
-def check(config: dict, stateful: bool) -> None:
+def check(config: RunConfig, stateful: bool) -> None:
     """Refuse, in one line, a --distribute that cannot work with this configuration."""
-    choice = config.get("distribute", "none")
+    choice = config.distribute
     if choice == "none":
         return
     name = backend.name()
@@ -75,18 +76,18 @@ def check(config: dict, stateful: bool) -> None:
             f"--distribute {choice} splits each batch between replicas, which breaks a stateful "
             "task's streams; drop it or the task option stateful"
         )
-    if config.get("ensemble", 1) > 1:
+    if config.ensemble > 1:
         raise ValueError(f"--distribute {choice} trains one model; drop --ensemble")
-    if name == "tensorflow" and config.get("jit_compile") == "on":
+    if name == "tensorflow" and config.jit_compile == "on":
         raise ValueError(
             f"--jit-compile on fails under --distribute {choice} (XLA cannot reach the other "
             "replicas' variables); drop it"
         )
     replicas = len(local_devices()) if choice == "mirrored" else 1
-    if name == "jax" and config.get("batch_size") and config["batch_size"] % replicas:
+    if name == "jax" and config.batch_size and config.batch_size % replicas:
         raise ValueError(
             f"--distribute {choice} on JAX splits each batch evenly over {replicas} devices; "
-            f"give a --batch-size divisible by {replicas}. Received: {config['batch_size']}"
+            f"give a --batch-size divisible by {replicas}. Received: {config.batch_size}"
         )
     if choice == "mirrored" and len(local_devices()) < 2:
         raise ValueError(

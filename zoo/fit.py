@@ -28,8 +28,9 @@ from zoo.config import (
     OPTIMIZERS,
     PLATEAU_FACTOR,
     PLATEAU_FLOOR,
+    RunConfig,
+    Training,
     load_task,
-    model_settings,
 )
 from zoo.models import average_models, create_model, reset_states
 from zoo.plots import run_plots
@@ -319,40 +320,44 @@ def standard_callbacks(task: Task) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.TerminateOnNaN(), *([ResetStates()] if task.stateful_batch else [])]
 
 
-def plateau_callback(settings: dict) -> keras.callbacks.ReduceLROnPlateau:
+def plateau_callback(training: Training) -> keras.callbacks.ReduceLROnPlateau:
     """The `plateau` schedule: the learning rate halves after `lr_patience` epochs without a
     lower TRAINING loss, down to a tenth of where it started (the FCN papers' recipe: Wang et
     al. 2017, Karim et al. 2018). It watches the training loss, not the validation objective,
     so a replay on other validation windows follows the same schedule."""
-    start = settings.get("learning_rate") or 1e-3  # Adam's own default
+    start = training.learning_rate or 1e-3  # Adam's own default
     return keras.callbacks.ReduceLROnPlateau(
         monitor="loss",
         factor=PLATEAU_FACTOR,
-        patience=settings["lr_patience"],
+        patience=training.lr_patience,
         min_lr=start * PLATEAU_FLOOR,
     )
 
 
-def decay_steps(settings: dict, windows: int) -> int:
-    """Training steps of a run of `settings` on `windows` training windows (a cosine decay
-    reaches 0 there)."""
-    return settings["epochs"] * math.ceil(windows / settings["batch_size"])
+def decay_steps(training: Training, windows: int) -> int:
+    """Training steps of `training` on `windows` training windows (a cosine decay reaches 0
+    there)."""
+    return training.epochs * math.ceil(windows / training.batch_size)
 
 
 def compile_for(
-    model: keras.Model, task: Task, settings: dict, windows: int, jit_compile: str | None = None
+    model: keras.Model,
+    task: Task,
+    training: Training,
+    windows: int,
+    jit_compile: str | None = None,
 ) -> keras.Model:
-    """`compile_model` with a run's `settings` (optimizer, learning_rate, lr_schedule, epochs,
-    batch_size, jit_compile) for `windows` training windows."""
+    """`compile_model` with `training`'s optimizer, learning rate and schedule for `windows`
+    training windows (`jit_compile` overrides its own)."""
     return compile_model(
         model,
         task,
-        optimizer=settings.get("optimizer", "adam"),
-        learning_rate=settings.get("learning_rate"),
-        lr_schedule=settings.get("lr_schedule", "constant"),
-        decay_steps=decay_steps(settings, windows),
-        jit_compile=jit_compile or settings.get("jit_compile", "auto"),
-        epochs=settings["epochs"],
+        optimizer=training.optimizer,
+        learning_rate=training.learning_rate,
+        lr_schedule=training.lr_schedule,
+        decay_steps=decay_steps(training, windows),
+        jit_compile=jit_compile or training.jit_compile,
+        epochs=training.epochs,
     )
 
 
@@ -361,7 +366,7 @@ def fit(
     task: Task,
     data: tuple,
     validation: tuple | None,
-    settings: dict,
+    training: Training,
     *,
     stopper: keras.callbacks.EarlyStopping | None = None,
     callbacks: list | tuple = (),
@@ -371,37 +376,36 @@ def fit(
     """Train a compiled `model` on `data` = (x, y, w): the one training loop of the zoo, for
     `python -m zoo.train` and for every tuner trial alike.
 
-    `settings` holds `epochs`, `batch_size`, `seed`, `lr_schedule` (with `lr_patience` for
-    `plateau`), `patience` and `early_stopping` (default True, see `stops_early`): with it,
-    training stops after `patience` epochs without a gain on `validation` and keeps the best
-    epoch's weights (`stopper`, made here unless given); without it, it runs every epoch and
-    keeps the last.
+    `training` gives the epochs, batch size, seed and schedule. Where it stops early
+    (`Training.stops_early`), training stops after `patience` epochs without a gain on
+    `validation` and keeps the best epoch's weights (`stopper`, made here unless given);
+    otherwise it runs every epoch and keeps the last.
     Batches are shuffled afresh each epoch from (`seed`, epoch) alone (`EpochBatches`), so a
     run resumed at `initial_epoch` trains as it would have; variable-length data trains in
     batches of similar lengths (`LengthBatches`); a stateful task's batches follow each other
     unshuffled. `callbacks` run after the zoo's own.
     """
     x, y, w = data
-    if stopper is None and stops_early(settings) and validation is not None:
-        stopper = early_stopping(task, settings["patience"])
+    if stopper is None and training.stops_early and validation is not None:
+        stopper = early_stopping(task, training.patience)
     ours = [stopper] if stopper is not None else []
     ours += standard_callbacks(task)
-    if settings.get("lr_schedule") == "plateau":
-        ours.append(plateau_callback(settings))
+    if training.lr_schedule == "plateau":
+        ours.append(plateau_callback(training))
     # epoch N's batches from (seed, N) alone, so a resumed run trains as it would have
-    order = dict(batch_size=settings["batch_size"], seed=settings.get("seed", 0))
+    order = dict(batch_size=training.batch_size, seed=training.seed)
     order["epoch"] = initial_epoch
     if (task.preprocessing or {}).get("mask"):  # variable length: batches of similar lengths
         arguments = {"x": LengthBatches(x, y, w, **order)}
     elif task.stateful_batch:  # a stateful task's batches follow each other, unshuffled
-        arguments = dict(x=x, y=y, sample_weight=w, batch_size=settings["batch_size"])
+        arguments = dict(x=x, y=y, sample_weight=w, batch_size=training.batch_size)
     else:
         arguments = {"x": EpochBatches(x, y, w, **order)}
     arguments["shuffle"] = False  # the batches above are shuffled; Keras' own shuffle would not be
     return model.fit(
         **arguments,
         validation_data=validation,
-        epochs=settings["epochs"],
+        epochs=training.epochs,
         initial_epoch=initial_epoch,
         callbacks=[*ours, *callbacks],
         verbose=verbose,
@@ -436,20 +440,22 @@ def check_finite_history(history: dict) -> None:
         )
 
 
-def build_model(config: dict, task: Task) -> keras.Model:
+def build_model(config: RunConfig, task: Task) -> keras.Model:
     """The configured zoo model for `task`, initialised from the current random state."""
     return create_model(
-        config["model"],
+        config.model,
         task.input_shape,
         task.num_outputs,
         output_kind=task.output_kind,
         preprocessing=task.preprocessing,
         stateful_batch=task.stateful_batch,
-        **model_settings(config),
+        **config.model_settings,
     )
 
 
-def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1) -> dict:
+def train(
+    config: RunConfig, task: Task, model: keras.Model, folder: Path, verbose: int = 1
+) -> dict:
     """Compile, fit (`fit`: early stopping unless `early_stopping` is off), checkpoint, evaluate
     on test, save everything.
 
@@ -463,17 +469,18 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     if note:
         print(note, file=sys.stderr)
     runs.write_config(folder, config, task, model.count_params())
-    data, validation = training_split(task, config)
-    choice = config.get("distribute", "none")
+    data, validation = training_split(task, bool(config.refit))
+    training = config.training()
+    choice = config.distribute
     if choice != "none" and backend.name() == "jax":  # JAX splits a batch only evenly
         replicas = len(distribute.local_devices())
         data = distribute.pad_to_replicas(data, replicas)
         validation = distribute.pad_to_replicas(validation, replicas)
     with distribute.scope(choice):
-        jit = distribute.jit_compile(choice, config["jit_compile"])
-        compile_for(model, task, config, len(data[0]), jit)
+        jit = distribute.jit_compile(choice, config.jit_compile)
+        compile_for(model, task, training, len(data[0]), jit)
     monitor, mode = task.objective
-    stopper = early_stopping(task, config["patience"]) if stops_early(config) else None
+    stopper = early_stopping(task, training.patience) if training.stops_early else None
     best = None if state is None else state["checkpoint_best"]
     checkpoint = AtomicCheckpoint(folder / "model.keras", monitor, mode, best)
     backup = EpochBackup(folder, stopper, checkpoint, state)
@@ -487,7 +494,7 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
                 task,
                 data,
                 validation,
-                config,
+                training,
                 stopper=stopper,
                 callbacks=callbacks,
                 verbose=verbose,
@@ -522,17 +529,11 @@ def train(config: dict, task: Task, model: keras.Model, folder: Path, verbose: i
     return metrics
 
 
-def stops_early(config: dict) -> bool:
-    """True when a run stops early on validation (the default); False with `early_stopping`
-    off or `refit` (then it trains every epoch and keeps the last weights)."""
-    return bool(config.get("early_stopping", True)) and not config.get("refit")
-
-
-def training_split(task: Task, config: dict):
+def training_split(task: Task, refit: bool = False):
     """((x, y, w), validation_data) a run trains on: the train split, scored on validation;
     with `refit`, the train and validation splits together (every labelled window the task
     has outside its test split; the validation figures are then not held out)."""
-    if not config.get("refit"):
+    if not refit:
         return task.split("train"), validation_data(task)
     train, val = task.split("train"), task.split("val")
     weights = None if train[2] is None else np.concatenate([train[2], val[2]])
@@ -552,24 +553,24 @@ def save_results(task: Task, model: keras.Model, folder: Path, history: dict, **
 
 
 def train_ensemble(
-    config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1
+    config: RunConfig, task: Task, model: keras.Model, folder: Path, verbose: int = 1
 ) -> dict:
     """`--ensemble N`: N members trained alone, member K with seed SEED+1000*(K-1), each a run
     folder member-K/ as a single run leaves it; then one Keras model averaging their outputs is
     evaluated and saved as the run's model.keras. Ctrl-C ends the member in training, keeps it
     and builds the ensemble from the members so far."""
-    count = config["ensemble"]
+    count = config.ensemble
     runs.write_config(folder, config, task, count * model.count_params())
     members, reports = [], []
     with no_retracing_warning():
         for k in range(1, count + 1):
-            seed = config["seed"] + MEMBER_SEED_STEP * (k - 1)
+            seed = config.seed + MEMBER_SEED_STEP * (k - 1)
             if k > 1:
-                keras.utils.set_random_seed(seed)
+                backend.set_random_seed(seed)
                 model = build_model(config, task)
             model.name = f"member_{k}"
             (folder / f"member-{k}").mkdir()
-            member = {**config, "seed": seed, "ensemble": 1}
+            member = config.replace(seed=seed, ensemble=1)
             metrics = train(member, task, model, folder / f"member-{k}", verbose)
             members.append(model)
             reports.append(
@@ -596,16 +597,16 @@ def train_ensemble(
         )
 
 
-def backtests(config: dict, task: Task) -> int:
+def backtests(config: RunConfig, task: Task) -> int:
     """How many folds a run trains: the series task's `folds`, unless the options name one
     `fold` (then that fold alone); 1 for every other task."""
-    if "fold" in config.get("task_options", {}):
+    if "fold" in config.task_options:
         return 1
     return int(task.info.get("folds", 1)) if "history" in task.info else 1
 
 
 def train_folds(
-    config: dict, task: Task, model: keras.Model, folder: Path, verbose: int = 1
+    config: RunConfig, task: Task, model: keras.Model, folder: Path, verbose: int = 1
 ) -> dict:
     """A rolling-origin backtest (`--task-option folds=K`): fold k (0 = the last horizon) is a
     run of its own in fold-k/, trained on its task (`fold=k`) from the same seed, alone or as
@@ -613,16 +614,16 @@ def train_folds(
     ("forecast": the mean, as `zoo.backtest.mean_over_folds`)."""
     count = backtests(config, task)
     runs.write_config(folder, config, task, model.count_params())
-    options = config.get("task_options", {})
+    options = config.task_options
     reports, facts = [], []
     for k in range(count):
         if k > 0:
-            task = load_task(config["task"], config.get("data"), {**options, "fold": k})
-            keras.utils.set_random_seed(config["seed"])
+            task = load_task(config.task, config.data, {**options, "fold": k})
+            backend.set_random_seed(config.seed)
             model = build_model(config, task)
         (folder / f"fold-{k}").mkdir()
-        member = {**config, "task_options": {**options, "fold": k}}
-        run = train_ensemble if config["ensemble"] > 1 else train
+        member = config.replace(task_options={**options, "fold": k})
+        run = train_ensemble if config.ensemble > 1 else train
         metrics = run(member, task, model, folder / f"fold-{k}", verbose)
         report = metrics["forecast"]
         reports.append(report)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy
 
 import zoo
+from zoo.config import RunConfig
 from zoo.files import non_finite_keys, remove_temporaries, write_json
 from zoo.tasks.base import Task, get_task
 
@@ -42,12 +43,12 @@ def new_run_folder(task: str, model: str, out: str | os.PathLike | None = None) 
     return folder
 
 
-def write_config(folder: Path, config: dict, task: Task, parameters: int) -> None:
+def write_config(folder: Path, config: RunConfig, task: Task, parameters: int) -> None:
     """config.json, written before training: settings, task facts, versions, the command."""
     write_json(  # a resume rewrites it: the last good copy kept as config.json.bak
         folder / "config.json",
         {
-            "hyperparameters": {k: v for k, v in config.items() if k != "out"},
+            "hyperparameters": {k: v for k, v in config.as_dict().items() if k != "out"},
             "task": task_facts(task),
             "versions": versions(),
             "parameters": parameters,

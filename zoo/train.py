@@ -9,6 +9,7 @@ and `--list` import no Keras, so they answer at once.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import shutil
 import sys
@@ -33,6 +34,7 @@ from zoo.config import (
     MEMBER_SEED_STEP,
     OPTIMIZERS,
     SMALL_DATA,
+    RunConfig,
     check_data_path,
     check_pairing,
     check_size,
@@ -298,7 +300,7 @@ def list_everything() -> str:
     return "\n".join(lines)
 
 
-def configure(args) -> dict:
+def configure(args) -> RunConfig:
     """The run's configuration from parsed arguments (see `zoo.config.resolve`)."""
     skip = ("list", "quiet", "hparams", "task_option", "preset", "resume")
     flags = {k: v for k, v in vars(args).items() if k not in skip}
@@ -310,7 +312,7 @@ class RunEnded(Exception):
     """--resume of a run that has ended: nothing to do (a kill after its last write, say)."""
 
 
-def resume_config(args) -> dict:
+def resume_config(args) -> RunConfig:
     """The configuration of the run in --resume RUN_DIR (its config.json, else its last good
     copy), which must not have ended; only --distribute and --epochs may change. A run killed
     before its first epoch ended starts again from the first epoch."""
@@ -330,7 +332,7 @@ def resume_config(args) -> dict:
         raise RunEnded(f"{folder}: the run has ended (see its metrics.json); nothing to resume")
     try:
         saved, note = files.read_json_recovering(folder / "config.json")
-        config = saved["hyperparameters"]
+        config = RunConfig.from_dict(saved["hyperparameters"])
     except (files.CorruptFile, OSError, KeyError, TypeError) as err:
         raise ValueError(
             f"--resume: {folder / 'config.json'} is not a run's config ({err})"
@@ -343,81 +345,79 @@ def resume_config(args) -> dict:
             "first epoch",
             file=sys.stderr,
         )
-    config["out"] = str(folder)
-    config.setdefault("distribute", "none")
+    config.out = str(folder)
     if args.distribute:
-        config["distribute"] = args.distribute
+        config.distribute = args.distribute
     if args.epochs:
-        config["epochs"] = args.epochs
+        config.epochs = args.epochs
     return config
 
 
-def check_out(config: dict, resume: bool) -> None:
+def check_out(config: RunConfig, resume: bool) -> None:
     """Refuse an --out that cannot become the run folder, before anything slow starts (on the
     chief: a multi_worker worker writes elsewhere, see `run_folder`)."""
     try:
-        writes_it = is_chief(config.get("distribute", "none"))
+        writes_it = is_chief(config.distribute)
     except ValueError:  # a bad TF_CONFIG: `prepare` refuses it in its own words
         return
-    if config.get("out") is None or resume or not writes_it:
+    if config.out is None or resume or not writes_it:
         return
-    folder = Path(config["out"])
+    folder = Path(config.out)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file; give a new or empty folder")
     if folder.is_dir() and any(not is_temporary(p.name) for p in folder.iterdir()):
         raise ValueError(f"--out {folder} exists and is not empty; choose a new folder")
 
 
-def run_folder(config: dict, resume: bool):
+def run_folder(config: RunConfig, resume: bool):
     """Where this process writes: the run folder (new unless resumed), or, on a multi_worker
     worker other than the chief, a temporary folder (a copy of the run when resuming)."""
-    if is_chief(config.get("distribute", "none")):
+    if is_chief(config.distribute):
         if resume:
-            folder = Path(config["out"])
+            folder = Path(config.out)
             remove_temporaries(folder, recursive=True)  # what writers killed mid-write left
             return folder
-        return new_run_folder(config["task"], config["model"], config.get("out"))
+        return new_run_folder(config.task, config.model, config.out)
     folder = Path(tempfile.mkdtemp(prefix="rnn-zoo-worker-"))
     if resume:
-        shutil.copytree(config["out"], folder, dirs_exist_ok=True)
+        shutil.copytree(config.out, folder, dirs_exist_ok=True)
     return folder
 
 
-def prepare(config: dict):
-    """Load the task and build the model, so bad input fails before anything is written."""
+def prepare(config: RunConfig):
+    """Load the task, fill the training values `config` leaves open (`RunConfig.fill`) and
+    build the model, so bad input fails before anything is written."""
     # lazy: keeps Keras out of `import zoo` until the backend is chosen
-    import keras
-
     from zoo.fit import build_model
 
-    keras.utils.set_random_seed(config["seed"])
-    task = load_task(config["task"], config.get("data"), config.get("task_options"))
-    check_pairing(task, config["model"])
+    backend.set_random_seed(config.seed)
+    task = load_task(config.task, config.data, config.task_options)
+    check_pairing(task, config.model)
     check_size(config, task.input_shape[-1])
     distribute.check(config, bool(task.stateful_batch))
-    chosen = training_defaults_for(task, config["model"])
-    if config.get("lr_schedule", chosen["lr_schedule"]) != "plateau":
+    chosen = training_defaults_for(task, config.model)
+    if (config.lr_schedule or chosen["lr_schedule"]) != "plateau":
         chosen.pop("lr_patience", None)
     elif "lr_patience" not in chosen:
-        chosen["lr_patience"] = max(5, config.get("epochs", chosen["epochs"]) // 20)
-    if set(chosen) - set(config) - {"patience", "lr_schedule", "lr_patience"}:
-        note = small_data_note(task, {**chosen, **config})  # what this run trains with
+        chosen["lr_patience"] = max(5, (config.epochs or chosen["epochs"]) // 20)
+    given = {k: v for k, v in config.as_dict().items() if v is not None}
+    if set(chosen) - set(given) - {"patience", "lr_schedule", "lr_patience"}:
+        note = small_data_note(task, {**chosen, **given})  # what this run trains with
         if note:
             print(note)
-    if task.stateful_batch and config["ensemble"] > 1:
+    if task.stateful_batch and config.ensemble > 1:
         raise ValueError("--ensemble averages stateless models; drop it for a stateful task")
     if task.stateful_batch:  # the task's streams fix the batch
-        if config.get("batch_size", task.stateful_batch) != task.stateful_batch:
+        if (config.batch_size or task.stateful_batch) != task.stateful_batch:
             raise ValueError(
                 f"a stateful task trains in batches of its {task.stateful_batch} streams; "
                 "drop --batch-size or set the task option streams"
             )
         chosen["batch_size"] = task.stateful_batch
-    for key, value in chosen.items():
-        config.setdefault(key, value)
     if task.learning_rate is not None:
-        config.setdefault("learning_rate", task.learning_rate)
-    with distribute.scope(config.get("distribute", "none")):
+        chosen.setdefault("learning_rate", task.learning_rate)
+    config.fill(chosen)
+    with distribute.scope(config.distribute):
         model = build_model(config, task)
     return task, model
 
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ValueError) as err:
         parser.error(str(err))
     try:
-        check_data_path(config.get("data"), config["task"])
+        check_data_path(config.data, config.task)
         check_size(config, features=0)  # the recurrent layers alone; with the data's in prepare
         check_out(config, bool(args.resume))
         backend.load()
@@ -456,24 +456,24 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
-        if not distribute.is_chief(config.get("distribute", "none")):
+        if not distribute.is_chief(config.distribute):
             shutil.rmtree(folder, ignore_errors=True)  # a worker's files: not the run's
 
 
-def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
+def run_training(parser, config: RunConfig, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
     # lazy: keeps Keras out of `import zoo` until the backend is chosen
     from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1
-    preset = f" (preset {config['preset']})" if config.get("preset") else ""
-    members = f", ensemble of {config['ensemble']}, each" if config["ensemble"] > 1 else ""
+    preset = f" (preset {config.preset})" if config.preset else ""
+    members = f", ensemble of {config.ensemble}, each" if config.ensemble > 1 else ""
     print(
-        f"{config['task']} / {config['model']}{preset}{members}: {model.count_params():,} "
+        f"{config.task} / {config.model}{preset}{members}: {model.count_params():,} "
         f"parameters; {len(task.x_train)} train, {len(task.x_val)} validation, "
         f"{len(task.x_test)} test samples"
     )
-    run = train_ensemble if config["ensemble"] > 1 else train
+    run = train_ensemble if config.ensemble > 1 else train
     if backtests(config, task) > 1:
         run = train_folds
     try:
@@ -485,7 +485,7 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
         )
         return 1
     except Exception as err:
-        if config.get("distribute") != "multi_worker" or not distribute.lost_worker(err):
+        if config.distribute != "multi_worker" or not distribute.lost_worker(err):
             raise
         where = folder if distribute.is_chief("multi_worker") else "RUN_DIR (the chief's)"
         print(
@@ -495,23 +495,28 @@ def run_training(parser, config: dict, task, model, folder, quiet: bool) -> int:
             f"--resume {where} --distribute multi_worker",
             file=sys.stderr,
         )
+        metrics = None
+    if metrics is None:  # a lost worker, said above
+        # TensorFlow's all-reduce leaves its thread pool open when a worker dies; collected
+        # now, or at exit it writes a traceback below the one-line error (seen under load)
+        gc.collect()
         return 1
-    chief = distribute.is_chief(config.get("distribute", "none"))
+    chief = distribute.is_chief(config.distribute)
     print(
         f"Run folder: {folder}" if chief else "Run folder: the chief's (this worker's is removed)"
     )
     if "folds" in metrics:
         mean = metrics["forecast"]
         print(f"Mean over {mean['folds']} folds (test, in the data's units):")
-        print(format_table(mean["methods"], model=config["model"]))
+        print(format_table(mean["methods"], model=config.model))
     elif "forecast" in metrics:
         print("Test, in the data's units:")
-        print(format_table(metrics["forecast"]["methods"], model=config["model"]))
+        print(format_table(metrics["forecast"]["methods"], model=config.model))
     if "forecast" in metrics and "ets" in metrics["forecast"]:
         print(metrics["forecast"]["ets"])
     text = "" if "folds" in metrics else f"{headline(task, metrics)}, "
     print(
-        f"{config['task']} {config['model']}: {text}"
+        f"{config.task} {config.model}: {text}"
         f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.0f} s"
     )
     return 0
