@@ -24,36 +24,53 @@ LEVEL_FLOOR_SHARE = 0.1  # as zoo.tasks.series.LEVEL_FLOOR_SHARE (a test holds t
 
 @keras.saving.register_keras_serializable(package="zoo")
 class WindowScaling(keras.layers.Layer):
-    """Raw windows to scaled ones, and the level each was divided by.
+    """Raw forecasting windows to scaled ones, and the level each was divided by.
 
-    Channel 0 holds the values. Without `log`: z = x / level - 1 (0 where a value equals the
-    level); with `log`: z = log(x / level). The level is the mean magnitude of the window's
-    last `season` values ("season"), its last value's magnitude ("last") or its mean magnitude
-    ("window"), at least LEVEL_FLOOR_SHARE of the mean magnitude and `floor`; "global" scales
-    every window alike, z = (x - mean) / std (of log x with `log`). With `season_inputs`,
-    channel 1 holds each step's position in the season, given to the network as
-    sin(2 pi p / season) and cos(2 pi p / season).
+    Dividing each window by its own level lets one network serve series of any size and a series
+    whose level moves (DeepAR, N-BEATS). Channel 0 holds the values. Without `log`:
+    z = x / level - 1 (0 where a value equals the level); with `log`: z = log(x / level). The
+    level is the mean magnitude of the window's last `season` values ("season"), its last
+    value's magnitude ("last") or its mean magnitude ("window"), at least
+    `LEVEL_FLOOR_SHARE` (0.1) of the window's mean magnitude and at least `floor`; "global"
+    scales every window alike, z = (x - mean) / std (of log x with `log`), and its level is
+    `std`. With `season_inputs`, channel 1 holds each step's position p in the season, handed to
+    the network as sin(2 pi p / season) and cos(2 pi p / season). `zoo.scaling.scaled_model`
+    puts it, with `WindowUnscaling`, around a zoo model; its NumPy twin of the level is
+    `zoo.tasks.series.window_level` (a test holds them equal).
 
     Args:
-        level: "season", "last", "window" or "global". Defaults to `"season"`.
-        season: the season length. Defaults to `1`.
-        log: scale log values (positive data). Defaults to `False`.
-        floor: the smallest level, in data units. Defaults to `0.0`.
-        mean, std: the "global" standardisation. Default to `0.0` and `1.0`.
-        season_inputs: channel 1 is the season position. Defaults to `False`.
+        level: One of "season", "last", "window" or "global", what each window is divided by.
+            Defaults to `"season"`.
+        season: Positive integer, the season length. Defaults to `1`.
+        log: Boolean, scale log values (positive data only). Defaults to `False`.
+        floor: Float, the smallest level, in data units. Defaults to `0.0`.
+        mean: Float, the "global" standardisation's mean. Defaults to `0.0`.
+        std: Float, the "global" standardisation's standard deviation. Defaults to `1.0`.
+        season_inputs: Boolean, channel 1 is the season position. Defaults to `False`.
+        **kwargs: `keras.layers.Layer`'s (`name`, `dtype`, ...). It has no weights.
 
     Call arguments:
-        x: (batch, steps, 1 or 2) raw windows.
+        x: `(batch, steps, 1)` raw windows, or `(batch, steps, 2)` with `season_inputs`.
 
     Returns:
-        (scaled windows (batch, steps, 1 or 3), level (batch, 1)).
+        A tuple `(z, level)`: the scaled windows `(batch, steps, 1)` (`(batch, steps, 3)` with
+        `season_inputs`: z, sin, cos) and the level `(batch, 1)`.
+
+    Raises:
+        ValueError: for a `level` not among the four.
 
     Example:
-        >>> z, level = WindowScaling(level="last")(np.array([[[2.0], [4.0]]]))
-        >>> # z = [[[-0.5], [0.0]]], level = [[4.0]]
 
-    Reference: Salinas et al., DeepAR (2020), the scale of each window; Oreshkin et al.,
-    N-BEATS (2020).
+    >>> z, level = WindowScaling(level="last")(np.array([[[2.0], [4.0]]], "float32"))
+    >>> print(keras.ops.convert_to_numpy(z)[..., 0], keras.ops.convert_to_numpy(level))
+    [[-0.5  0. ]] [[4.]]
+
+    Reference:
+        Salinas, Flunkert, Gasthaus & Januschowski, "DeepAR: Probabilistic forecasting with
+        autoregressive recurrent networks", International Journal of Forecasting 36 (2020)
+        1181-1191 (each window divided by its own scale); Oreshkin, Carpov, Chapados & Bengio,
+        "N-BEATS: Neural basis expansion analysis for interpretable time series forecasting",
+        ICLR 2020.
     """
 
     def __init__(
@@ -129,13 +146,33 @@ class WindowUnscaling(keras.layers.Layer):
     exp with `log`). An output of 0 is a forecast of the level.
 
     Args:
-        level, log, mean, std: as the `WindowScaling` it undoes.
+        level: As the `WindowScaling` it undoes ("global" or any of the others).
+            Defaults to `"season"`.
+        log: Boolean, as the `WindowScaling` it undoes. Defaults to `False`.
+        mean: Float, as the `WindowScaling` it undoes ("global" only). Defaults to `0.0`.
+        std: Float, as the `WindowScaling` it undoes ("global" only). Defaults to `1.0`.
+        **kwargs: `keras.layers.Layer`'s (`name`, `dtype`, ...). It has no weights.
 
     Call arguments:
-        inputs: [z (batch, outputs), level (batch, 1)].
+        inputs: `[z, level]`: the network's outputs `(batch, outputs)` and `WindowScaling`'s
+            level `(batch, 1)`.
 
     Returns:
-        (batch, outputs) forecasts in data units.
+        `(batch, outputs)` forecasts in data units.
+
+    Example:
+
+    >>> unscale = WindowUnscaling(level="last")
+    >>> z, level = np.array([[0.0, 0.5]], "float32"), np.array([[4.0]], "float32")
+    >>> print(keras.ops.convert_to_numpy(unscale([z, level])))
+    [[4. 6.]]
+
+    Reference:
+        Salinas, Flunkert, Gasthaus & Januschowski, "DeepAR: Probabilistic forecasting with
+        autoregressive recurrent networks", International Journal of Forecasting 36 (2020)
+        1181-1191 (each window divided by its own scale); Oreshkin, Carpov, Chapados & Bengio,
+        "N-BEATS: Neural basis expansion analysis for interpretable time series forecasting",
+        ICLR 2020.
     """
 
     def __init__(

@@ -134,10 +134,54 @@ def _keras_loop(layer, path: str, sequences, initial_state, mask, training):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ScanLSTM(keras.layers.LSTM):
-    """`keras.layers.LSTM` that runs the fastest measured time loop on JAX (module docstring).
+    """`keras.layers.LSTM` that runs the fastest measured time loop on JAX.
 
-    Takes exactly `keras.layers.LSTM`'s arguments and has its weights; on other backends it is
-    Keras' LSTM.
+    On the JAX backend it picks, per platform, cell and shape (`zoo.scan.POLICY`, or
+    `RNN_ZOO_RNN_PATH`), one of three time loops: the zoo's own `scan` (the input projection
+    hoisted out of the loop, fused gates, a hand-written backward pass), Keras' step-by-step
+    cell `loop`, or whatever Keras picks (`keras`); see the module docstring for what each does
+    and what was measured. `scan` runs only where it computes what Keras' loop would (no mask,
+    no recurrent dropout while training, not unrolled, tanh and sigmoid, float32). On other
+    backends it is Keras' LSTM. The zoo's LSTMs (`NativeLSTM`, `FusedLSTM`) derive from it.
+
+    It has Keras' weights (`kernel`, `recurrent_kernel`, `bias`; gates i, f, c, o), so
+    `.keras` files and `set_weights` move between it and `keras.layers.LSTM` both ways.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        **kwargs: Every other `keras.layers.LSTM` argument (`activation`, `dropout`,
+            `recurrent_dropout`, `return_sequences`, `return_state`, `go_backwards`,
+            `stateful`, `unroll`, the initializers, regularizers and constraints, ...), with
+            the same defaults and meaning.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        mask: Optional boolean `(batch, steps)`, False at steps to skip (padding).
+            Defaults to `None`.
+        training: Python boolean, whether dropout and recurrent dropout apply.
+            Defaults to `None`.
+        initial_state: Optional list of initial state tensors, `[h, c]` each
+            `(batch, units)`; zeros when `None`.
+
+    Returns:
+        As `keras.layers.LSTM`: `(batch, units)`, or `(batch, steps, units)` with
+        `return_sequences=True`, followed by the final h and c with `return_state=True`.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).random((2, 5, 3)).astype("float32")
+    >>> layer, reference = ScanLSTM(4), keras.layers.LSTM(4)
+    >>> keras.ops.shape(layer(x))
+    (2, 4)
+    >>> _ = reference(x)
+    >>> reference.set_weights(layer.get_weights())  # the same weights, both ways
+    >>> bool(np.allclose(layer(x), reference(x), atol=1e-5))
+    True
+
+    Reference:
+        Hochreiter & Schmidhuber, "Long Short-Term Memory", Neural Computation 9 (1997)
+        1735-1780; Gers, Schmidhuber & Cummins, "Learning to Forget: Continual Prediction with
+        LSTM", Neural Computation 12 (2000) 2451-2471 (the forget gate).
     """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
@@ -158,10 +202,54 @@ class ScanLSTM(keras.layers.LSTM):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ScanGRU(keras.layers.GRU):
-    """`keras.layers.GRU` that runs the fastest measured time loop on JAX (module docstring).
+    """`keras.layers.GRU` that runs the fastest measured time loop on JAX.
 
-    Takes exactly `keras.layers.GRU`'s arguments and has its weights; on other backends it is
-    Keras' GRU.
+    On the JAX backend it picks, per platform, cell and shape (`zoo.scan.POLICY`, or
+    `RNN_ZOO_RNN_PATH`), one of three time loops: the zoo's own `scan`, Keras' step-by-step
+    cell `loop`, or whatever Keras picks (`keras`: its hoisted `lax.scan` GRU); see the module
+    docstring for what each does and what was measured. `scan` runs only where it computes what
+    Keras' loop would (no mask, no recurrent dropout while training, not unrolled, tanh and
+    sigmoid, float32, `reset_after=True`). On other backends it is Keras' GRU. It is the zoo's
+    `gru` layer.
+
+    It has Keras' weights (`kernel`, `recurrent_kernel`, `bias`; gates z, r, h), so `.keras`
+    files and `set_weights` move between it and `keras.layers.GRU` both ways.
+
+    Args:
+        units: Positive integer, dimensionality of the output space.
+        **kwargs: Every other `keras.layers.GRU` argument (`activation`, `dropout`,
+            `recurrent_dropout`, `reset_after`, `return_sequences`, `return_state`,
+            `go_backwards`, `stateful`, `unroll`, the initializers, regularizers and
+            constraints, ...), with the same defaults and meaning.
+
+    Call arguments:
+        inputs: `(batch, steps, features)`.
+        mask: Optional boolean `(batch, steps)`, False at steps to skip (padding).
+            Defaults to `None`.
+        training: Python boolean, whether dropout and recurrent dropout apply.
+            Defaults to `None`.
+        initial_state: Optional list of initial state tensors, `[h]` `(batch, units)`;
+            zeros when `None`.
+
+    Returns:
+        As `keras.layers.GRU`: `(batch, units)`, or `(batch, steps, units)` with
+        `return_sequences=True`, followed by the final h with `return_state=True`.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).random((2, 5, 3)).astype("float32")
+    >>> layer, reference = ScanGRU(4), keras.layers.GRU(4)
+    >>> keras.ops.shape(layer(x))
+    (2, 4)
+    >>> _ = reference(x)
+    >>> reference.set_weights(layer.get_weights())  # the same weights, both ways
+    >>> bool(np.allclose(layer(x), reference(x), atol=1e-5))
+    True
+
+    Reference:
+        Cho, van Merrienboer, Gulcehre, Bahdanau, Bougares, Schwenk & Bengio, "Learning Phrase
+        Representations using RNN Encoder-Decoder for Statistical Machine Translation", EMNLP
+        2014.
     """
 
     def inner_loop(self, sequences, initial_state, mask, training=False):

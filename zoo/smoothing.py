@@ -94,39 +94,59 @@ def _logit(p: float) -> float:
 class ExponentialSmoothing(keras.layers.Layer):
     """Holt-Winters smoothing of each window in logs, with learned smoothing coefficients.
 
-    Each raw window x (channel 0 of the input) is shifted where it holds a value <= 0
-    (`window_shift`), y = log(x + shift), and smoothed step by step from a start taken from the
-    window itself (the season: the classical decomposition's, `seasonal_start`; the level: the
-    first value less its season):
+    The ES half of ES-RNN (Smyl 2020): it hands the network each window deseasonalised and
+    divided by its last level, and the ES forecast of the next `horizon` steps. Each raw window
+    x (channel 0 of the input) is shifted where it holds a value <= 0 (`window_shift`),
+    y = log(x + shift), and smoothed step by step from a start taken from the window itself
+    (the season: the classical decomposition's, `seasonal_start`; the level: the first value
+    less its season):
 
         level[t] = alpha (y[t] - s[t]) + (1 - alpha) (level[t-1] + phi slope[t-1])
         s[t + season] = gamma (y[t] - level[t]) + (1 - gamma) s[t]
         slope[t] = beta (level[t] - level[t-1]) + (1 - beta) phi slope[t-1]   (with `trend`)
 
-    alpha, gamma and beta are sigmoids of trained weights, so they stay in (0, 1); phi stays in
-    PHI_RANGE. The coefficients are shared by every window (every series of a file); the
-    starting level and season are each window's own, where Smyl (2020) learns a start per
-    series.
+    alpha, gamma and beta are sigmoids of trained weights (`alpha_logit`, `gamma_logit` where
+    `season > 1`, `beta_logit` with `trend`, starting at 0.1), so they stay in (0, 1); phi
+    (`phi_logit`, with `trend`) stays in `PHI_RANGE` (0.8, 0.98). The coefficients are shared
+    by every window (every series of a file); the starting level and season are each window's
+    own, where Smyl (2020) learns a start per series. The time loop is unrolled: windows have a
+    fixed number of steps. `zoo.smoothing.smooth` is its NumPy twin (a test holds them equal).
 
     Args:
-        season: the season length (1: no season). Defaults to `1`.
-        horizon: steps forecast. Defaults to `1`.
-        trend: a damped additive trend in logs (a damped multiplicative trend in the data's
-            units). Defaults to `False`.
-        alpha, gamma: the starting level and season coefficients. Default to `0.3` and `0.2`.
-        floor: added to the shift of a window with a value <= 0, in data units (a window of
-            zeros is shifted by it). Defaults to `1e-6`.
+        season: Positive integer, the season length (1: no season). Defaults to `1`.
+        horizon: Positive integer, steps forecast. Defaults to `1`.
+        trend: Boolean, a damped additive trend in logs (a damped multiplicative trend in the
+            data's units). Defaults to `False`.
+        alpha: Float in (0, 1), the level coefficient's starting value. Defaults to `0.3`.
+        gamma: Float in (0, 1), the season coefficient's starting value. Defaults to `0.2`.
+        floor: Float, added to the shift of a window with a value <= 0, in data units (a
+            window of zeros is shifted by it). Defaults to `1e-6`.
+        **kwargs: `keras.layers.Layer`'s (`name`, `dtype`, ...).
 
     Call arguments:
-        x: (batch, steps) or (batch, steps, channels) raw windows; channel 0 is smoothed.
+        x: `(batch, steps)` or `(batch, steps, channels)` raw windows, `steps` fixed; channel 0
+            is smoothed.
 
     Returns:
-        (z (batch, steps): y less the season used at each step and the last level,
-        base (batch, horizon): the ES forecast in logs, shift (batch, 1)).
+        A tuple `(z, base, shift)`: z `(batch, steps)`, y less the season used at each step and
+        the last level; base `(batch, horizon)`, the ES forecast in logs; shift `(batch, 1)`.
 
-    Reference: Smyl, "A hybrid method of exponential smoothing and recurrent neural networks
-    for time series forecasting", International Journal of Forecasting 36 (2020) 75-85.
-    Holt-Winters: Hyndman & Athanasopoulos, Forecasting: Principles and Practice, 8.3.
+    Raises:
+        ValueError: for `alpha` or `gamma` outside (0, 1), or windows of no fixed length.
+
+    Example:
+
+    >>> smoothing = ExponentialSmoothing(horizon=2)  # no season, no trend, alpha 0.3
+    >>> z, base, shift = smoothing(np.array([[1.0, 2.0, 4.0]], "float32"))
+    >>> print(np.round(keras.ops.convert_to_numpy(z), 3))
+    [[-0.561  0.132  0.825]]
+    >>> print(np.round(np.exp(keras.ops.convert_to_numpy(base)), 3))  # in data units
+    [[1.753 1.753]]
+
+    Reference:
+        Smyl, "A hybrid method of exponential smoothing and recurrent neural networks for time
+        series forecasting", International Journal of Forecasting 36 (2020) 75-85.
+        Holt-Winters: Hyndman & Athanasopoulos, "Forecasting: Principles and Practice", 8.3.
     """
 
     def __init__(
@@ -234,14 +254,33 @@ class ExponentialSmoothing(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ESForecast(keras.layers.Layer):
-    """The forecast in data units: exp(base + correction) - shift, the ES forecast in logs
-    (`ExponentialSmoothing`'s base) corrected by the network, re-seasonalised and re-levelled.
+    """The ES-RNN forecast in data units: the ES forecast corrected by the network.
+
+    exp(base + correction) - shift: `ExponentialSmoothing`'s forecast in logs (the last level
+    and the season ahead) plus the network's correction, re-seasonalised and re-levelled by
+    the exp, less the window's shift. The log forecast is clipped to +-`LOG_CLIP` (80) first,
+    so an untrained network cannot overflow float32.
+
+    Args:
+        **kwargs: `keras.layers.Layer`'s (`name`, `dtype`, ...). It has no weights.
 
     Call arguments:
-        inputs: [correction (batch, horizon), base (batch, horizon), shift (batch, 1)].
+        inputs: `[correction, base, shift]`: `(batch, horizon)`, `(batch, horizon)` and
+            `(batch, 1)`, the last two from `ExponentialSmoothing`.
 
     Returns:
-        (batch, horizon) forecasts in data units.
+        `(batch, horizon)` forecasts in data units.
+
+    Example:
+
+    >>> z, base, shift = ExponentialSmoothing(horizon=2)(np.array([[1.0, 2.0, 4.0]], "float32"))
+    >>> correction = np.zeros((1, 2), "float32")  # no correction: the ES forecast
+    >>> print(np.round(keras.ops.convert_to_numpy(ESForecast()([correction, base, shift])), 3))
+    [[1.753 1.753]]
+
+    Reference:
+        Smyl, "A hybrid method of exponential smoothing and recurrent neural networks for time
+        series forecasting", International Journal of Forecasting 36 (2020) 75-85.
     """
 
     def call(self, inputs):
@@ -266,13 +305,42 @@ def log_error(values, targets, forecasts, floor):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class ESRNNModel(keras.Model):
-    """A functional model that trains on the error of its forecasts in logs, as Smyl (2020)
-    trains ES-RNN: the pinball loss (tau 0.5: the mean absolute error) of log(forecast + shift)
-    against log(target + shift), the shift of each window as its `ExponentialSmoothing`
-    (`log_error`). The loss is the same for series of any size, so one model trains across
-    every series of a file with no weights: the loss given to `compile` and the sample weights
-    (the series task's 1 / level**2, for a squared error in data units) are not used; the
-    model's regularisation losses are added. Metrics are the compiled ones.
+    """A functional model that trains on the error of its forecasts in logs, as ES-RNN.
+
+    As Smyl (2020) trains ES-RNN: the pinball loss (tau 0.5: half the mean absolute error) of
+    log(forecast + shift) against log(target + shift), the shift of each window as its
+    `ExponentialSmoothing` takes it (`log_error`). The loss is the same for series of any size,
+    so one model trains across every series of a file with no weights: the loss given to
+    `compile` and the sample weights (the series task's 1 / level**2, for a squared error in
+    data units) are not used; the model's regularisation losses are added. Metrics are the
+    compiled ones. `zoo.models.esrnn` builds it.
+
+    Args:
+        *args, **kwargs: `keras.Model`'s functional form (`inputs`, `outputs`, `name`). The
+            model must hold its `ExponentialSmoothing` under the name `"smoothing"` (the loss
+            reads its `floor`).
+
+    Call arguments:
+        inputs: `(batch, steps)` or `(batch, steps, channels)` raw windows.
+        training: Python boolean, training or inference mode. Defaults to `None`.
+
+    Returns:
+        The functional model's outputs: `(batch, horizon)` forecasts in data units.
+
+    Example:
+
+    >>> inputs = keras.Input((6, 1))
+    >>> z, base, shift = ExponentialSmoothing(horizon=2, name="smoothing")(inputs)
+    >>> correction = keras.layers.Dense(2, kernel_initializer="zeros")(z)
+    >>> model = ESRNNModel(inputs, ESForecast()([correction, base, shift]))
+    >>> x = np.array([[[1.0], [2.0], [4.0], [8.0], [16.0], [32.0]]], "float32")
+    >>> forecast = keras.ops.convert_to_numpy(model(x))
+    >>> round(float(model.compute_loss(x, forecast * np.e, forecast)), 6)  # log error 1
+    0.5
+
+    Reference:
+        Smyl, "A hybrid method of exponential smoothing and recurrent neural networks for time
+        series forecasting", International Journal of Forecasting 36 (2020) 75-85.
     """
 
     tau = 0.5
