@@ -4,8 +4,9 @@ For each model, several configurations train on the same synthetic HAR-shaped ba
 steps, 9 channels, 6 classes, Adam), timed in turns within one run so that the load of a shared
 machine hits them alike; ratios are medians of the per-round ratios. On `--backend tensorflow`:
 
-- `zoo`: the model exactly as the registry builds it (`zoo.fused.FusedLSTM` for bidirectional
-  LSTMs, `NativeLSTM` for the others), compiled as `zoo.xla.use_xla` compiles a long run;
+- `zoo`: the model exactly as the registry builds it (`zoo.fused.NativeLSTM` for every LSTM,
+  `FusedLSTM` for bidirectional ones where the C++ op is not built), compiled as
+  `zoo.xla.use_xla` compiles a long run;
 - `keras`: the zoo builder with plain `keras.layers.*`, TensorFlow's default (no XLA on CPU);
 - `keras_xla`: the same with `jit_compile=True`;
 - `fused`: `zoo.fused.FusedLSTM` for every LSTM layer, without XLA;
@@ -47,6 +48,7 @@ device), in interleaved rounds; then the `zoo.scan.POLICY` rows the measurement 
     pip install -e '.[bench]'          # PyTorch, optional
     python scripts/benchmark_speed.py --threads 2 --repeats 7
     python scripts/benchmark_speed.py --quick --models lstm,gru
+    python scripts/benchmark_speed.py --models bilstm,bigru --no-torch --json rounds.json
     python scripts/benchmark_speed.py --backend jax --models lstm,gru   # pip install -e '.[jax]'
     XLA_PYTHON_CLIENT_PREALLOCATE=false python scripts/benchmark_speed.py --gpu   # GPU machine
     python scripts/benchmark_speed.py --models lstm_fcn,mlstm_fcn,gru_fcn
@@ -76,6 +78,8 @@ TORCH_SPECS = {
     "gru": ("GRU", 1, False),
     "rnn": ("RNN", 1, False),
     "bilstm": ("LSTM", 1, True),
+    "bigru": ("GRU", 1, True),
+    "birnn": ("RNN", 1, True),
     "stacked_lstm": ("LSTM", 2, False),
 }
 # The RNN-FCN models, at their own defaults: name -> (PyTorch recurrent module, squeeze-excite)
@@ -118,6 +122,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--data", type=Path, default=HAR_ZIP, help="UCI HAR zip for the parse timing")
     p.add_argument(
+        "--json", type=Path, help="also write every round's figures (not only medians) here"
+    )
+    p.add_argument(
         "--gpu",
         action="store_true",
         default=None,
@@ -148,7 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(TORCH_SPECS) - set(FCN_SPECS))
     if unknown:
-        known = ", ".join([*MODELS, *FCN_SPECS])
+        known = ", ".join([*TORCH_SPECS, *FCN_SPECS])
         p.error(f"--models must be among {known}. Received: {', '.join(unknown)}")
     args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
     if not args.paths or set(args.paths) - set(RNN_PATHS):
@@ -719,7 +726,7 @@ def tables(rows: list[dict], torch_on: bool) -> str:
         "### Inference (batch 1 latency in ms, lower is better; batch 256 in samples/s)",
         "",
     ]
-    configs = [c for c in ("zoo", "keras", "keras_xla") if c in keras_on]
+    configs = list(keras_on)
     configs += [c for c in ("torch", "torch_1t") if torch_on and c in rows[0]["results"]]
     head = ["model"] + [f"{c} b1 ms" for c in configs] + [f"{c} b256/s" for c in configs]
     if torch_on:
@@ -951,6 +958,10 @@ def main(argv=None) -> int:
         + f"{args.repeats} rounds of {args.steps} batches.\n"
     )
     print(tables(rows, client is not None))
+    if args.json is not None:  # every round, for a comparison of runs beyond their medians
+        from zoo import files  # like every zoo import here: after the backend is set
+
+        files.write_json(args.json, {"command": cmd.strip(), "models": rows})
     if op_times is not None:
         print(
             f"\nThe C++ LSTM op alone (batch {args.batch}, {STEPS} steps, {UNITS} units; ms a call, "

@@ -37,7 +37,7 @@ def make_run(out: Path, args: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two tiny run folders: echo (a label a step, GRU) and digits (a BiLSTM, so FusedLSTM)."""
+    """Two tiny run folders: echo (a label a step, GRU) and digits (a BiLSTM: the zoo's C++ op)."""
     root = tmp_path_factory.mktemp("runs")
     return {
         # two layers, so no XLA compile (zoo.fused.auto_jit_compile), which costs ~20 s

@@ -169,6 +169,11 @@ def test_one_xla_policy_counts_the_compile_time():
     single = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GRU(UNITS)(inputs)))
     assert use_xla(single, "auto", long) is True
     assert use_xla(single, "auto", long - 1) is False  # too short to pay for the compile
+    plain = (keras.layers.SimpleRNN, keras.layers.LSTM, FusedLSTM)
+    for layer, xla in [(keras.layers.GRU, True), *((cls, False) for cls in plain)]:
+        both = keras.layers.Bidirectional(layer(UNITS))  # XLA trains only the GRU faster
+        one = keras.Model(inputs, keras.layers.Dense(2)(both(inputs)))
+        assert use_xla(one, "auto", long) is xla, layer
 
 
 needs_native = pytest.mark.skipif(
@@ -293,3 +298,18 @@ def test_native_lstm_without_its_op_is_keras(tmp_path):
     assert no_compiler == "no C++ compiler: no-such-compiler not found"
     assert turned_off == "turned off by RNN_ZOO_NATIVE=0"
     assert not list(tmp_path.rglob("*.so"))
+
+
+def test_a_bidirectional_lstm_takes_the_fastest_path(monkeypatch):
+    """`bilstm` runs the zoo's C++ op where it is built (1.13x TensorFlow's BlockLSTM in
+    training, docs/speed.md), else BlockLSTM (`FusedLSTM`, 1.3-1.7x Keras' loop)."""
+    import zoo.fused
+    from zoo import create_model
+
+    def lstm_classes():
+        model = create_model("bilstm", (STEPS, FEATURES), 2, units=UNITS)
+        return {type(x) for x in model._flatten_layers() if isinstance(x, keras.layers.LSTM)}
+
+    assert lstm_classes() == {NativeLSTM if native_path_available() else FusedLSTM}
+    monkeypatch.setattr(zoo.fused, "native_path_available", lambda: False)  # no compiler
+    assert lstm_classes() == {FusedLSTM}

@@ -1,10 +1,10 @@
 """Faster recurrent layers for TensorFlow on CPU: `FusedLSTM` and `NativeLSTM`, drop-in
 `keras.layers.LSTM`s.
 
-`NativeLSTM` (the zoo's `lstm` and `stacked_lstm`) runs the whole time loop, forward and
-backward, in the zoo's own C++ op (`zoo/kernels/lstm_op.cc`, built on first use, see
-`zoo.kernels`); it is plain Keras where the op is not built. `FusedLSTM` (bidirectional LSTMs)
-runs TensorFlow's `BlockLSTM`.
+`NativeLSTM` (every LSTM of the zoo's models) runs the whole time loop, forward and backward,
+in the zoo's own C++ op (`zoo/kernels/lstm_op.cc`, built on first use, see `zoo.kernels`); it
+is plain Keras where the op is not built. `FusedLSTM` (bidirectional LSTMs where the op cannot
+be built; `NativeLSTM` trains them 1.13x faster, docs/speed.md) runs TensorFlow's `BlockLSTM`.
 
 On CPU, Keras runs an LSTM as a `tf.while_loop` of small ops, one iteration a time step, and
 differentiates the loop op by op. TensorFlow ships a fused kernel, `BlockLSTM`, that runs the

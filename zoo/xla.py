@@ -10,7 +10,7 @@ from zoo.fused import fused_path_available
 from zoo.layers import PaddingMask
 
 # XLA compiles a model in about 20 s on 2 CPU cores and then trains a single recurrent layer
-# 1.2-1.6x faster (README, Speed): it pays once a run is long enough. "auto" turns it on from
+# 1.2-1.6x faster (docs/speed.md): it pays once a run is long enough. "auto" turns it on from
 # this many planned training sample-steps (epochs x training windows x steps a window).
 XLA_MIN_SAMPLE_STEPS = 10_000_000
 
@@ -19,10 +19,11 @@ def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> 
     """The zoo's one XLA policy: `jit_compile` for `model.compile`.
 
     "on" and "off" are obeyed. "auto" on TensorFlow without a GPU turns XLA on only where it pays
-    for its ~20 s compile: a model with ONE recurrent layer (not bidirectional) whose layers all
-    support XLA (XLA trains those 1.2-1.6x faster, stacked and bidirectional ones no faster), and
-    a run of at least XLA_MIN_SAMPLE_STEPS planned sample-steps, not variable-length (masked).
-    Elsewhere "auto" is Keras' own.
+    for its ~20 s compile: a model with ONE recurrent layer (a bidirectional one counts as one, if
+    it is a GRU) whose layers all support XLA, and a run of at least XLA_MIN_SAMPLE_STEPS planned
+    sample-steps, not variable-length (masked). XLA trains a single recurrent layer 1.2-1.6x and
+    a bidirectional GRU 1.21x faster; stacked layers, a bidirectional LSTM (0.67x) or SimpleRNN
+    (0.92x) no faster (docs/speed.md). Elsewhere "auto" is Keras' own.
     """
     if choice not in JIT_CHOICES:
         raise ValueError(
@@ -33,12 +34,14 @@ def use_xla(model: keras.Model, choice: str = "auto", sample_steps: int = 0) -> 
     if not fused_path_available():
         return "auto"
     layers = list(model._flatten_layers())
-    recurrent = [layer for layer in layers if isinstance(layer, keras.layers.RNN)]
+    both_ways = [layer for layer in layers if isinstance(layer, keras.layers.Bidirectional)]
+    inside = {id(x) for b in both_ways for x in (b.forward_layer, b.backward_layer)}
+    recurrent = [x for x in layers if isinstance(x, keras.layers.RNN) and id(x) not in inside]
     return (
-        len(recurrent) == 1
+        len(recurrent) + len(both_ways) == 1
         # variable length trains in batches of their own length: an XLA compile for each
         and not any(isinstance(layer, PaddingMask) for layer in layers)
-        and not any(isinstance(layer, keras.layers.Bidirectional) for layer in layers)
+        and all(isinstance(b.forward_layer, keras.layers.GRU) for b in both_ways)
         and all(getattr(layer, "supports_jit", True) for layer in layers)
         and sample_steps >= XLA_MIN_SAMPLE_STEPS
     )

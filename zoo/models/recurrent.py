@@ -29,18 +29,21 @@ POOLINGS = ("last", "average", "attention")
 
 
 def layer_class(cell: str, bidirectional: bool):
-    """The Keras layer class of a recurrent layer. TensorFlow's fused LSTM kernel trains
-    bidirectional LSTMs 1.35-1.7x faster on CPU, the zoo's C++ LSTM op (`NativeLSTM`) single and
-    stacked ones 1.1-3x faster than Keras (5 of 6 interleaved runs; scripts/benchmark_speed.py;
-    it is Keras' LSTM where the op cannot be built); elsewhere Keras' own layers win."""
+    """The Keras layer class of a recurrent layer: the fastest measured on each path (interleaved
+    runs of scripts/benchmark_speed.py, docs/speed.md). Every LSTM is `NativeLSTM`, the zoo's C++
+    op: single and stacked ones train 1.1-3x faster than Keras, bidirectional ones 1.13x faster
+    than TensorFlow's fused `BlockLSTM` (`FusedLSTM`), which stays the bidirectional LSTM only
+    where the op cannot be built (there it beats Keras' loop by 1.3-1.7x; a single LSTM is
+    better off with Keras' loop and XLA). Elsewhere Keras' own layers win (GRUs with XLA for a
+    long run: `zoo.xla.use_xla`)."""
     # lazy: keeps Keras out of `import zoo` until the backend is chosen
     import keras
 
-    from zoo.fused import FusedLSTM, NativeLSTM
+    from zoo.fused import FusedLSTM, NativeLSTM, native_path_available
     from zoo.scan import ScanGRU  # and both LSTMs derive from ScanLSTM: JAX's fastest loops
 
     if cell == "lstm":
-        return FusedLSTM if bidirectional else NativeLSTM
+        return FusedLSTM if bidirectional and not native_path_available() else NativeLSTM
     return {"rnn": keras.layers.SimpleRNN, "gru": ScanGRU}[cell]
 
 
