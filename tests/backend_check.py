@@ -343,7 +343,7 @@ def _stream(run: Path) -> float:
     """Largest difference between the streamed outputs of a test window and the model's (at
     every step for a per-step model, else the last)."""
     from zoo.runs import load_model, locate_run, run_task
-    from zoo.stream import Streamer
+    from zoo.streaming import Streamer
 
     model_path, config = locate_run(run)
     x = run_task(config).x_test[0]
