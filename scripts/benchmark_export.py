@@ -2,7 +2,7 @@
 
 python scripts/benchmark_export.py RUN_DIR [--latency-calls 300]
 
-Each export is `zoo.export.export_run` (so RUN_DIR/export/ keeps the files and their JSON
+Each export is `zoo.exporting.export_run` (so RUN_DIR/export/ keeps the files and their JSON
 reports); the Keras row is the run's model itself, batch 1 through `predict_on_batch`.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from zoo.export import FORMATS, LATENCY_CALLS, Runtime, export_run
+from zoo.exporting import FORMATS, LATENCY_CALLS, Runtime, export_run
 
 RUNTIME = {"tflite": "LiteRT", "saved_model": "TF SavedModel", "onnx": "ONNX Runtime"}
 

@@ -52,8 +52,8 @@ def train(args, name: str, task: str, model: str, *flags: str) -> Path:
 
 def generation(run: Path, steps: int, tolerances: list[float]) -> dict:
     """Steps within tolerance: from every test window (true continuation) and from zeros."""
-    from zoo.forecast import forecast, horizon_windows, open_run
-    from zoo.generate import best_stretch, close_steps, generate
+    from zoo.forecasting import forecast, horizon_windows, open_run
+    from zoo.generation import best_stretch, close_steps, generate
 
     fc, task, config = open_run(run)
     x, future, _ = horizon_windows(config, task, steps)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     from zoo import backend
 
     backend.load()
-    from zoo.forecast import score
+    from zoo.forecasting import score
 
     result = {
         "sine_generation": generation(sine, args.steps, args.tolerances),

@@ -5,7 +5,7 @@ python scripts/stream_har.py RUN_DIR --data ../shared/data/uci_har_dataset.zip
 UCI HAR cut each recording into 128-step windows with 50% overlap; `zoo.recordings.segments`
 joins consecutive windows of a subject back into continuous segments (window i's last 64 steps
 equal window i+1's first 64), and each subject's segments, in order, make its recording. Each
-raw 50 Hz step goes through `zoo.stream.Streamer` (the run's standardisation and framing, then
+raw 50 Hz step goes through `zoo.streaming.Streamer` (the run's standardisation and framing, then
 the model), and a decision (argmax of the output) is read in four ways:
 
 - carried: one stream over the subject's whole recording, state never reset;
@@ -73,7 +73,7 @@ def main() -> int:
     from zoo import plots
     from zoo.recordings import segments
     from zoo.runs import load_model, locate_run, run_task
-    from zoo.stream import Streamer, play, run_preprocessing
+    from zoo.streaming import Streamer, play, run_preprocessing
     from zoo.tasks.har import CLASS_NAMES, load_arrays
 
     model_path, config = locate_run(args.run)

@@ -13,7 +13,7 @@ import pytest
 
 from zoo import create_model, get_task, train
 from zoo import forecast as forecast_cli
-from zoo.export import convert_model, open_runtime
+from zoo.exporting import convert_model, open_runtime
 from zoo.files import save_model
 from zoo.runs import load_model
 from zoo.smoothing import ExponentialSmoothing, seasonal_start, smooth, window_shift

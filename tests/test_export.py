@@ -14,7 +14,7 @@ import pytest
 
 from zoo import create_model, list_models, train
 from zoo import export as export_cli
-from zoo.export import ExportError, convert_model, export_run, open_runtime
+from zoo.exporting import ExportError, convert_model, export_run, open_runtime
 from zoo.models import model_hyperparameters
 
 CALLS = 10  # batch-1 latency calls: the figure is reported, never asserted

@@ -275,7 +275,7 @@ def test_the_scaling_layers_match_their_numpy_twin_and_invert(level, log):
 @pytest.mark.slow
 def test_any_zoo_model_wraps_in_the_scaling_saves_and_exports(tmp_path):
     from zoo import create_model
-    from zoo.export import convert_model, open_runtime
+    from zoo.exporting import convert_model, open_runtime
     from zoo.files import save_model
     from zoo.runs import load_model
 

@@ -12,8 +12,8 @@ import pytest
 from zoo import forecast as forecast_cli
 from zoo import generate as generate_cli
 from zoo import get_task, train
-from zoo.forecast import forecast, forecaster, horizon_windows, open_run, sine_start_times
-from zoo.generate import generate
+from zoo.forecasting import forecast, forecaster, horizon_windows, open_run, sine_start_times
+from zoo.generation import generate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["--units", "8", "--depth", "2", "--epochs", "2", "--quiet"]  # depth 2: no XLA compile

@@ -14,7 +14,7 @@ from zoo import stream as stream_cli
 from zoo.models import average_models, model_hyperparameters, recurrent_model
 from zoo.recordings import segments
 from zoo.runs import load_model, locate_run, run_task
-from zoo.stream import Streamer, StreamError, run_preprocessing
+from zoo.streaming import Streamer, StreamError, run_preprocessing
 
 STEPS, FEATURES, OUTPUTS = 7, 3, 2
 STREAMABLE = [name for name in list_models() if not looks_ahead(name)]

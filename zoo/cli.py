@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 # The largest learning rate taken. Rates above it are typing errors, not choices: Adam, RMSprop
 # and SGD with momentum all diverge within a step at such rates on standardised inputs, and a
@@ -120,3 +121,10 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict:
             raise ValueError(f"{flag} takes KEY=VALUE. Received: {item!r}")
         result[key.strip()] = parse_value(value)
     return result
+
+
+def output_folder(run: str, out: str | None) -> Path:
+    """--out, else the run folder (the folder of a .keras file given instead)."""
+    if out:
+        return Path(out)
+    return Path(run) if Path(run).is_dir() else Path(run).parent
