@@ -550,8 +550,8 @@ def kill_after(monkeypatch, epochs: int) -> None:
 
     commit = fit.EpochBackup._commit
 
-    def commit_then_die(self, done, improved):
-        commit(self, done, improved)
+    def commit_then_die(self, done, improved, ended=False):
+        commit(self, done, improved, ended)
         if done == epochs:
             raise Killed
 
@@ -583,6 +583,29 @@ def test_a_killed_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_path, m
     assert resumed == whole
     assert (out / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
     assert not (out / "backup").exists() and not [p for p in out.iterdir() if p.name[0] == "."]
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_early_stopping_ended_it_trains_no_further_epoch(
+    tmp_path, monkeypatch
+):
+    """Killed after the backup of the epoch whose early stopping ended the run, but before the
+    run's end: resumed, it trains no further epoch (found by scripts/crash_fuzz.py train)."""
+    args = ["count_ones", "gru", "--units", "4", "--epochs", "40", "--patience", "1"]
+    args += ["--task-option", "length=6", "--task-option", "train_size=40"]
+    args += ["--task-option", "val_size=8", "--learning-rate", "1e-4"]
+    whole = run(args, tmp_path / "whole")
+    assert whole["epochs_run"] < 40  # stopped early
+    out = tmp_path / "killed"
+    kill_after(monkeypatch, whole["epochs_run"])
+    with pytest.raises(Killed):
+        run(args, out)
+    monkeypatch.undo()
+    assert train.main(["--resume", str(out), "--quiet"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    for metrics in (whole, resumed):
+        metrics.pop("train_seconds")
+    assert resumed == whole
 
 
 @pytest.mark.slow

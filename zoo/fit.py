@@ -202,7 +202,10 @@ class EpochBackup(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self._write_history()
         stopping = self.early_stopping
-        self._commit(epoch + 1, improved=stopping is not None and stopping.best_epoch == epoch)
+        improved = stopping is not None and stopping.best_epoch == epoch
+        # the early stopping (earlier in the callbacks) may have ended the run at this epoch: a
+        # kill before `on_train_end` must not resume it for another epoch
+        self._commit(epoch + 1, improved, ended=bool(self.model.stop_training))
 
     def on_train_end(self, logs=None):
         if self.state is not None and not self.state["ended"]:
@@ -221,8 +224,9 @@ class EpochBackup(keras.callbacks.Callback):
         rows = [{"epoch": i, **{k: v[i] for k, v in self.history.items()}} for i in range(count)]
         files.write_csv(self.folder / "history.csv", rows, columns)
 
-    def _commit(self, epochs: int, improved: bool) -> None:
-        """The weights, the best weights if they changed, then state.json naming them."""
+    def _commit(self, epochs: int, improved: bool, ended: bool = False) -> None:
+        """The weights, the best weights if they changed, then state.json naming them; `ended`
+        when training stops after this epoch."""
         self.backup.mkdir(exist_ok=True)
         weights = f"epoch-{epochs}.npz"
         with files.atomic_write(self.backup / weights, "wb") as f:
@@ -237,7 +241,7 @@ class EpochBackup(keras.callbacks.Callback):
             "epoch": epochs,
             "weights": weights,
             "best_weights": best,
-            "ended": False,
+            "ended": ended,
             "checkpoint_best": float(self.checkpoint.best),
             "early_stopping": {}
             if stopping is None
