@@ -106,8 +106,8 @@ def child(kind: str, args: list[str]) -> int:
             begin(self, logs)
             mark(f"resume {fit.first_epoch(self.state)}")
 
-        def _commit(self, epochs, improved):
-            commit(self, epochs, improved)
+        def _commit(self, epochs, improved, ended=False):
+            commit(self, epochs, improved, ended)
             mark(f"commit {epochs}")
 
         fit.EpochBackup.on_train_begin, fit.EpochBackup._commit = on_train_begin, _commit
