@@ -70,7 +70,17 @@ def test_takes_any_sequence_length(name):
     assert model.predict(np.zeros((2, 5, FEATURES), "float32"), verbose=0).shape == (2, OUTPUTS)
 
 
-@pytest.mark.parametrize("name", list_models())
+# the slowest to train (over 5 s each on 2 cores): outside the fast subset
+SLOW_TO_TRAIN = {
+    *("bigru", "birnn", "deep_lstm", "es_rnn", "res_bilstm"),
+    *("gru_fcn", "lstm_fcn", "mlstm_fcn"),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_TRAIN else n for n in list_models()],
+)
 def test_training_steps_lower_the_loss_on_a_fixed_batch(name):
     kind = model_output_kinds(name)[0]  # a variant's default: es_rnn forecasts (regression)
     model = create_model(name, (STEPS, FEATURES), OUTPUTS, **small(name))

@@ -68,6 +68,7 @@ def test_generate_cli_writes_csv_plot_and_summary(runs, tmp_path, capsys):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow  # the module's trained runs: outside the fast subset
 def test_generation_from_a_test_window_is_scored_on_its_continuation(runs, tmp_path):
     out = tmp_path / "gen"
     argv = [str(runs / "sine"), "--steps", "15", "--seed-series", "test", "--window", "2"]
@@ -78,6 +79,7 @@ def test_generation_from_a_test_window_is_scored_on_its_continuation(runs, tmp_p
     assert summary["close_steps"] == (np.argmax(err >= 0.3) if (err >= 0.3).any() else 15)
 
 
+@pytest.mark.slow  # the module's trained runs: outside the fast subset
 def test_sine_windows_are_placed_on_the_curve(runs):
     fc, task, config = open_run(runs / "sine")
     t0 = sine_start_times(task.x_test[..., 0], 0.1, 30.0)
@@ -88,6 +90,7 @@ def test_sine_windows_are_placed_on_the_curve(runs):
     np.testing.assert_array_equal(persistence[:, 3], x[:, -1])
 
 
+@pytest.mark.slow  # the module's trained runs: outside the fast subset
 def test_recursive_horizon_one_is_the_one_step_prediction(runs):
     fc, task, _ = open_run(runs / "walk1")
     x = task.x_test
@@ -103,6 +106,7 @@ def test_recursive_horizon_one_is_the_one_step_prediction(runs):
     )
 
 
+@pytest.mark.slow  # the module's trained runs: outside the fast subset
 def test_forecast_cli_table_and_persistence(runs, capsys):
     argv = [str(runs / "walk1"), str(runs / "walk3"), "--horizon", "5"]
     assert forecast_cli.main(argv) == 0
@@ -188,6 +192,7 @@ def refused(main, argv, capsys) -> str:
     return err
 
 
+@pytest.mark.slow  # the module's trained runs: outside the fast subset
 def test_refusals_are_one_line_and_write_nothing(runs, tmp_path, capsys):
     before = snapshot(runs / "walk1")
     err = refused(forecast_cli.main, [str(runs / "walk1"), "--horizon", "1000"], capsys)

@@ -293,6 +293,7 @@ def test_every_tuner_runs_a_search(tuner, finished):
         assert (project / name).read_bytes()[:4] == b"\x89PNG", name
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 def test_best_hparams_replay_with_zoo_train(finished, tmp_path):
     project = finished("random")
