@@ -243,13 +243,8 @@ def score_series(runs: list, horizon: int | None = None, data=None) -> dict:
     reports = []
     for k in range(len(folds[0])):
         opened = [open_run(f[k], data) for f in folds]
-        _, task, config = opened[0]
-        key = _task_key(config)
-        for run, (_, _, other) in zip(runs[1:], opened[1:], strict=False):
-            if _task_key(other) != key:
-                raise ValueError(
-                    f"runs of one task only: {run} is {_task_key(other)}, {runs[0]} is {key}"
-                )
+        _, task, _ = opened[0]
+        check_one_task(runs, opened)
         check_series_horizon(task, horizon)
         predicted = {
             name: predict(fc.model, task.x_test)
@@ -262,6 +257,16 @@ def score_series(runs: list, horizon: int | None = None, data=None) -> dict:
     if len(reports) > 1:
         table["mean"] = backtest.mean_over_folds(reports)
     return table
+
+
+def check_one_task(runs: list, opened: list) -> None:
+    """Refuse runs (`open_run`'s of each in `opened`) trained on different tasks."""
+    key = _task_key(opened[0][2])
+    for run, (_, _, other) in zip(runs[1:], opened[1:], strict=False):
+        if _task_key(other) != key:
+            raise ValueError(
+                f"runs of one task only: {run} is {_task_key(other)}, {runs[0]} is {key}"
+            )
 
 
 def step_mse(forecasts: np.ndarray, future: np.ndarray) -> list[float]:
@@ -279,16 +284,11 @@ def score(runs: list, horizon: int, data=None) -> dict:
     """The per-step table of every run (one task) and of persistence, on the same windows."""
     opened = [open_run(run, data) for run in runs]
     _, task, config = opened[0]
-    key = _task_key(config)
-    for run, (_, _, other) in zip(runs[1:], opened[1:], strict=False):
-        if _task_key(other) != key:
-            raise ValueError(
-                f"runs of one task only: {run} is {_task_key(other)}, {runs[0]} is {key}"
-            )
+    check_one_task(runs, opened)
     x, future, persistence = horizon_windows(config, task, horizon, data)
     table = {
         "task": task.name,
-        "task_options": key[1],
+        "task_options": _task_key(config)[1],
         "horizon": horizon,
         "split": "test",
         "windows": len(x),
