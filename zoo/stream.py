@@ -6,8 +6,6 @@ state carried, the output after every step goes to stream.csv and a plot to stre
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +52,6 @@ def build_parser() -> Parser:
     )
     p.add_argument("--out", help="folder for stream.csv and stream.png (default: RUN/stream)")
     return p
-
-
-def _csv_bytes(table: list[dict]) -> bytes:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return text.getvalue().encode()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if class_names and "label" in table[0]:
         right = np.mean([row["predicted"] == row["label"] for row in table])
         summary += f"; outputs matching the label {right:.2%} (all outputs, from the first step)"
-    files.write_bytes(out / "stream.csv", _csv_bytes(table))
+    files.write_csv(out / "stream.csv", table, list(table[0]))
     plots.streamed_outputs(table, class_names, hz, summary.split(";")[0], out / "stream.png")
     print(summary)
     print(f"Wrote {out / 'stream.csv'} and {out / 'stream.png'}")
