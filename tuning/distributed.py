@@ -76,7 +76,8 @@ def serve(oracle, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> None:
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    handlers = futures.ThreadPoolExecutor(max_workers=1)
+    server = grpc.server(handlers)
     servicer = oracle_chief.OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
@@ -100,7 +101,10 @@ def serve(oracle, worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> None:
                 )
                 return
     finally:
-        server.stop(grace=2)
+        # wait for a call in progress to end: returning at once let the process exit while a
+        # handler wrote oracle.json, leaving a temporary file (found by crash_fuzz.py distributed)
+        server.stop(grace=2).wait()
+        handlers.shutdown(wait=True)
 
 
 def survive_chief_restarts(client) -> None:
