@@ -345,7 +345,7 @@ def final_training(parser, args, flags: dict, trial, tuner, started: float) -> i
     if config.refit:
         how = (f"retrained on all {len(task.x_train) + len(task.x_val)} training windows for "
                f"{config.epochs} epochs")  # fmt: skip
-    elif config.stops_early:
+    elif config.training().stops_early:
         how = (f"its trial was cut by its rung's time: trained on the train split with early "
                f"stopping on validation (up to {config.epochs} epochs)")  # fmt: skip
     else:

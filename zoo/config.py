@@ -163,11 +163,6 @@ class RunConfig:
             else:
                 self.model_settings.setdefault(key, value)
 
-    @property
-    def stops_early(self) -> bool:
-        """True when the run stops early on validation (see `Training.stops_early`)."""
-        return self.early_stopping is not False and not self.refit
-
     def training(self) -> Training:
         """How the model trains; every value `Training` needs must be set (`fill`)."""
         if self.epochs is None or self.batch_size is None:

@@ -473,8 +473,8 @@ def train(
     if note:
         print(note, file=sys.stderr)
     runs.write_config(folder, config, task, model.count_params())
-    data, validation = training_split(task, bool(config.refit))
     training = config.training()
+    data, validation = training_split(task, training.refit)
     choice = config.distribute
     if choice != "none" and backend.name() == "jax":  # JAX splits a batch only evenly
         replicas = len(distribute.local_devices())
