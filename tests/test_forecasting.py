@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -189,8 +190,11 @@ def test_no_target_of_a_fold_lies_in_its_training_or_validation_windows(tmp_path
                 origins = info[f"origin_{split}"][info[f"series_{split}"] == s]
                 return {int(o) - w for o in origins for w in range(1, window + 1)}
 
-            train_t, val_t = targets("train"), targets("val")
+            train_t, val_t, refit_t = targets("train"), targets("val"), targets("refit")
             assert train_t and val_t and not (train_t | val_t) & test
+            # --refit: every window whose targets all precede the test, and only those
+            assert refit_t == set(range(window, min(test))) and train_t | val_t <= refit_t
+            assert min(inputs("refit")) == 0
             assert max(train_t) < min(val_t)  # training before validation, none shared
             assert max(val_t) < min(test)
             assert min(inputs("train")) >= 0  # training inputs are real steps
@@ -362,3 +366,34 @@ def test_zoo_forecast_plots_and_prints_the_backtest(backtest_run, tmp_path, caps
     with pytest.raises(SystemExit):  # another horizon would test on training data
         forecast_cli.main([str(backtest_run / "fold-0"), "--horizon", "3", "--out", str(out)])
     assert "forecasts the horizon it was trained for" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_refit_best_picks_epochs_on_validation_then_refits_on_all_history_and_resumes(tmp_path):
+    """--refit-best: select/ is a run with early stopping; the run's model then trains for its
+    best epoch count on every window before the test. Killed after select/ ended, the
+    resumed run does not train select/ again and ends as the uninterrupted one."""
+    data = quarterly_panel(tmp_path / "p.csv")
+    argv = ["series", "gru", "--data", str(data), *TINY, "--refit-best"]
+    argv += ["--task-option", "horizon=4", "--task-option", "window=8", "--epochs", "3"]
+    run = tmp_path / "run"
+    assert train.main([*argv, "--out", str(run)]) == 0
+    selected = json.loads((run / "select" / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = selected["best_epoch"]
+    assert metrics["selection"]["best_epoch"] == best and metrics["epochs_run"] == best
+    config = json.loads((run / "config.json").read_text())["hyperparameters"]
+    assert config["refit"] and config["refit_best"] and config["epochs"] == best
+    task = get_task("series", data=data, horizon=4, window=8)
+    assert len(task.info["x_refit"]) > len(task.x_train) + len(task.x_val)  # straddling ones too
+
+    again = tmp_path / "again"  # as killed after select/ ended, before the refit's first epoch
+    shutil.copytree(run / "select", again / "select")
+    first = json.loads((run / "select" / "config.json").read_text())
+    first["hyperparameters"] |= {"refit_best": True, "out": str(again)}
+    (again / "config.json").write_text(json.dumps(first))
+    written = (again / "select" / "metrics.json").stat().st_mtime_ns
+    assert train.main(["--resume", str(again), "--quiet"]) == 0
+    assert (again / "select" / "metrics.json").stat().st_mtime_ns == written
+    resumed = json.loads((again / "metrics.json").read_text())
+    assert resumed["forecast"]["methods"]["model"] == metrics["forecast"]["methods"]["model"]

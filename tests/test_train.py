@@ -222,6 +222,9 @@ def test_evaluate_reproduces_the_saved_metrics(tmp_path, capsys):
         (["echo", "lstm", "--learning-rate", "-1"], "above 0 and at most 10, got '-1'"),
         (["echo", "lstm", "--learning-rate", "1e30"], "above 0 and at most 10, got '1e30'"),
         (["echo", "lstm", "--units", "1000000"], "over the limit of 100,000,000"),
+        (["echo", "lstm", "--refit-best", "--refit"], "then refits; drop --refit"),
+        (["echo", "lstm", "--refit-best", "--no-early-stopping"], "drop --no-early-stopping"),
+        (["echo", "lstm", "--refit-best", "--ensemble", "2"], "drop --ensemble"),
     ],
 )
 def test_bad_arguments_are_one_line_and_leave_nothing(tmp_path, monkeypatch, capsys, args, message):

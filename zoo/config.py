@@ -46,6 +46,7 @@ TRAINING_KEYS = (
     "patience",
     "early_stopping",
     "refit",
+    "refit_best",
     "seed",
     "ensemble",
     "jit_compile",
@@ -125,6 +126,7 @@ class RunConfig:
     patience: int | None = None
     early_stopping: bool | None = None  # None: on
     refit: bool | None = None
+    refit_best: bool | None = None  # `zoo.fit.train_refit_best`
     seed: int = DEFAULTS["seed"]
     ensemble: int = DEFAULTS["ensemble"]
     jit_compile: str = DEFAULTS["jit_compile"]
@@ -246,6 +248,17 @@ def resolve(
         )
     if config.get("learning_rate") is not None:  # from a flag, --hparams or a preset
         check_learning_rate(config["learning_rate"])
+    if config.get("refit_best"):
+        clash = next(
+            (flag for flag, on in (("--refit", config.get("refit")),
+                                   ("--no-early-stopping", config.get("early_stopping") is False),
+                                   ("--ensemble", config.get("ensemble", 1) > 1)) if on),
+            None,
+        )  # fmt: skip
+        if clash:
+            raise ValueError(
+                f"--refit-best finds its epochs by early stopping, then refits; drop {clash}"
+            )
     return RunConfig.from_dict(config)
 
 

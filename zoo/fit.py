@@ -536,9 +536,14 @@ def train(
 def training_split(task: Task, refit: bool = False):
     """((x, y, w), validation_data) a run trains on: the train split, scored on validation;
     with `refit`, the train and validation splits together (every labelled window the task
-    has outside its test split; the validation figures are then not held out)."""
+    has outside its test split; the validation figures are then not held out), or for a series
+    task every window whose targets precede the test origin (its `x_refit`), the straddling
+    windows between the two splits included."""
     if not refit:
         return task.split("train"), validation_data(task)
+    if "x_refit" in task.info:  # a series task: every window whose targets precede the test
+        refit_split = tuple(task.info[f"{k}_refit"] for k in ("x", "y", "w"))
+        return refit_split, validation_data(task)
     train, val = task.split("train"), task.split("val")
     weights = None if train[2] is None else np.concatenate([train[2], val[2]])
     pooled = (np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]), weights)
@@ -601,6 +606,45 @@ def train_ensemble(
         )
 
 
+def train_refit_best(
+    config: RunConfig, task: Task, model: keras.Model, folder: Path, verbose: int = 1
+) -> dict:
+    """`--refit-best`: a run with early stopping in select/ finds the best epoch count on
+    validation; then a new model from the same seed trains for that many epochs on every
+    window outside the test (`training_split` with `refit`: for a series task, all the history
+    before the forecast origin, as forecasters fit) and is the run's model, tested once.
+    metrics.json adds "selection" (the first run's best epoch and validation figures). Killed,
+    it resumes in the stage it was in: select/ ended (its metrics.json) is not run again."""
+    selection_folder = folder / "select"
+    done = None
+    if (selection_folder / "metrics.json").is_file():
+        done, _ = files.read_json_recovering(selection_folder / "metrics.json")
+    if done is None:
+        runs.write_config(folder, config, task, model.count_params())
+        selection_folder.mkdir(exist_ok=True)
+        done = train(config.replace(refit_best=None), task, model, selection_folder, verbose)
+        backend.set_random_seed(config.seed)
+        model = build_model(config, task)
+    best = int(done["best_epoch"])
+    print(f"refit: {best} epochs (the best on validation) on every window outside the test")
+    metrics = train(config.replace(refit=True, epochs=best), task, model, folder, verbose)
+    metrics["selection"] = {
+        "best_epoch": best,
+        "epochs_run": done["epochs_run"],
+        "val": headline_metrics(done["val"]),
+    }
+    runs.write_metrics(folder, metrics)
+    return metrics
+
+
+def one_run(config: RunConfig):
+    """The function that trains one run (or one fold) of `config`: `train_ensemble`,
+    `train_refit_best` or `train`."""
+    if config.ensemble > 1:
+        return train_ensemble
+    return train_refit_best if config.refit_best else train
+
+
 def backtests(config: RunConfig, task: Task) -> int:
     """How many folds a run trains: the series task's `folds`, unless the options name one
     `fold` (then that fold alone); 1 for every other task."""
@@ -627,8 +671,7 @@ def train_folds(
             model = build_model(config, task)
         (folder / f"fold-{k}").mkdir()
         member = config.replace(task_options={**options, "fold": k})
-        run = train_ensemble if config.ensemble > 1 else train
-        metrics = run(member, task, model, folder / f"fold-{k}", verbose)
+        metrics = one_run(config)(member, task, model, folder / f"fold-{k}", verbose)
         report = metrics["forecast"]
         reports.append(report)
         facts.append(

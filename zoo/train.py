@@ -213,6 +213,16 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         "whose epochs were chosen beforehand, e.g. by cross-validation",
     )
     p.add_argument(
+        "--refit-best",
+        action="store_true",
+        default=None,
+        help="train with early stopping to find the best epoch count, then train a new model "
+        "from the same seed for that many epochs on the train and validation data (a series "
+        "task: every window before the test, as forecasters fit on all the history before "
+        "the forecast); that model is the run's, the first run is kept in select/ (twice the "
+        "training time)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         help="seed for data shuffling, initialisation and dropout "
@@ -463,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_training(parser, config: RunConfig, task, model, folder, quiet: bool) -> int:
     """Train the prepared model into `folder`; the exit code."""
     # lazy: keeps Keras out of `import zoo` until the backend is chosen
-    from zoo.fit import Diverged, backtests, train, train_ensemble, train_folds
+    from zoo.fit import Diverged, backtests, one_run, train_folds
 
     verbose = 2 if quiet or not sys.stdout.isatty() else 1
     preset = f" (preset {config.preset})" if config.preset else ""
@@ -473,7 +483,7 @@ def run_training(parser, config: RunConfig, task, model, folder, quiet: bool) ->
         f"parameters; {len(task.x_train)} train, {len(task.x_val)} validation, "
         f"{len(task.x_test)} test samples"
     )
-    run = train_ensemble if config.ensemble > 1 else train
+    run = one_run(config)
     if backtests(config, task) > 1:
         run = train_folds
     try:

@@ -203,7 +203,7 @@ def series(
                 f"training window needs {need}; shorten the window or the horizon, or use "
                 "fewer folds"
             )
-    parts = {"train": [], "val": [], "test": []}
+    parts = {"train": [], "val": [], "test": [], "refit": []}
     history, dates, positions, test_origin, test_start = [], [], [], [], []
     for s, (values, when, where) in enumerate(
         zip(panel.values, panel.dates, panel.positions, strict=True)
@@ -211,7 +211,8 @@ def series(
         origins = fold_origins(
             len(values), window=window, horizon=horizon, val_steps=val_steps, fold=fold
         )
-        for split, split_origins in zip(parts, origins, strict=True):
+        refit = np.arange(window, origins[2][0] - horizon + 1)  # every target before the test
+        for split, split_origins in zip(parts, (*origins, refit), strict=True):
             if len(split_origins):
                 x, y = _cut(values, where, split_origins, window, horizon, m, season_inputs)
                 parts[split].append((x, y, np.full(len(x), s), split_origins))
@@ -252,6 +253,7 @@ def series(
     if level == "global":  # the weighted loss: the MSE in units of the values' std
         scales = {s: np.full(len(v), pooled.std() or 1.0) for s, v in scales.items()}
     weights = {f"w_{s}": (1.0 / scales[s] ** 2).astype(np.float32) for s in parts}
+    splits = ("train", "val", "test")
     info = {
         "source": panel.source,
         "series": panel.names,
@@ -274,14 +276,18 @@ def series(
         "preprocessing": "model",
         **{f"{k}_{s}": arrays[f"{k}_{s}"] for k in ("series", "origin") for s in parts},
         **{f"scale_{s}": scales[s] for s in parts},
+        # every window whose targets lie before the test origin, which `--refit` trains on
+        "x_refit": arrays["x_refit"],
+        "y_refit": arrays["y_refit"],
+        "w_refit": weights["w_refit"],
         "history": history,
         "dates": dates,
         "positions": positions,
     }
     return Task(
         name="series",
-        **{f"{k}_{s}": arrays[f"{k}_{s}"] for k in ("x", "y") for s in parts},
-        **weights,
+        **{f"{k}_{s}": arrays[f"{k}_{s}"] for k in ("x", "y") for s in splits},
+        **{f"w_{s}": weights[f"w_{s}"] for s in splits},
         output_kind="regression",
         num_outputs=int(horizon),
         info=info,
