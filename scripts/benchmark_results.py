@@ -32,6 +32,8 @@ CONFIGS = [
     ("har", "deep_lstm", []),
     ("har", "lstm", ["--task-option", "window_features=true"]),
     ("har", "lstm", ["--depth", "0", "--task-option", "window_features=true"]),
+    ("har", "mlstm_fcn", []),  # its preset joins the window features
+    ("har", "mlstm_fcn", ["--preset", "none"]),
     ("har", "linear_svm", []),  # the reference: scripts/benchmark_features.py's linear SVM
     ("echo", "lstm", []),
     ("count_ones", "lstm", []),

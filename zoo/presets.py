@@ -68,6 +68,16 @@ def har_window_features() -> dict:
     return {**preset, "depth": 0, "task_options": options}
 
 
+@PRESETS.register
+def har_mlstm_fcn() -> dict:
+    """MLSTM-FCN on UCI HAR with each window's 497 features joined to its two branches.
+
+    The default of `python -m zoo.train har mlstm_fcn`: the best raw-signal model measured on
+    validation (93.97% mean of 3 seeds against har_window_features' 93.95% and har_gru's
+    93.39%); mlstm_fcn without the features 93.28% (seed 0)."""
+    return {"task": "har", "model": "mlstm_fcn", "task_options": {"window_features": True}}
+
+
 def _har_recipe(model: str, frame_steps: int = 4) -> dict:
     """har_lstm's settings for another recurrent model of the zoo."""
     options = {"task_options": {"frame_steps": frame_steps}} if frame_steps > 1 else {}
