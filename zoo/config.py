@@ -249,12 +249,12 @@ def resolve(
     if config.get("learning_rate") is not None:  # from a flag, --hparams or a preset
         check_learning_rate(config["learning_rate"])
     if config.get("refit_best"):
-        clash = next(
-            (flag for flag, on in (("--refit", config.get("refit")),
-                                   ("--no-early-stopping", config.get("early_stopping") is False),
-                                   ("--ensemble", config.get("ensemble", 1) > 1)) if on),
-            None,
-        )  # fmt: skip
+        clashes = {
+            "--refit": config.get("refit"),
+            "--no-early-stopping": config.get("early_stopping") is False,
+            "--ensemble": config.get("ensemble", 1) > 1,
+        }
+        clash = next((flag for flag, on in clashes.items() if on), None)
         if clash:
             raise ValueError(
                 f"--refit-best finds its epochs by early stopping, then refits; drop {clash}"
