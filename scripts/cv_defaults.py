@@ -39,6 +39,7 @@ RECIPES = {
     "es_1000_steps": ["--epochs", "{steps:1000}"],
     "refit_1000_steps": ["--refit", "--epochs", "{steps:1000}"],
     "refit_3000_steps": ["--refit", "--epochs", "{steps:3000}"],
+    "refit_best": ["--refit-best"],
     "constant_lr": ["--lr-schedule", "constant"],
     "batch_16": ["--batch-size", "16"],
     "filters_64": ["--filters", "64"],

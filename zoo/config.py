@@ -378,8 +378,8 @@ def fcn_recipe(task: Task) -> dict:
     papers train them (Wang et al. 2017; Karim et al. 2018), for FCN_GRADIENT_STEPS steps in
     batches of `small_data_batch` windows on a small split, early stopping after a quarter of
     the epochs without a validation gain; on a large split the task's own batch and epochs.
-    Chosen by cross-validation inside the training splits of the panel sets (README, What to
-    run first)."""
+    Compared with other recipes by cross-validation inside the training splits of the panel
+    sets (`scripts/cv_defaults.py`; docs/results.md)."""
     n = len(task.x_train)
     if n >= SMALL_DATA:
         epochs, batch = task.epochs, task.batch_size
