@@ -375,24 +375,27 @@ def is_fcn(model: str) -> bool:
 
 def fcn_recipe(task: Task) -> dict:
     """The FCN family's training defaults: Adam at 1e-3 with the `plateau` schedule, as the
-    papers train them (Wang et al. 2017; Karim et al. 2018), for FCN_GRADIENT_STEPS steps in
-    batches of `small_data_batch` windows on a small split, early stopping after a quarter of
-    the epochs without a validation gain; on a large split the task's own batch and epochs.
-    Compared with other recipes by cross-validation inside the training splits of the panel
-    sets (`scripts/cv_defaults.py`; docs/results.md)."""
-    n = len(task.x_train)
-    if n >= SMALL_DATA:
-        epochs, batch = task.epochs, task.batch_size
-    else:
+    papers train them (Wang et al. 2017; Karim et al. 2018). On a small split: every labelled
+    window, the validation split's too (`refit`), in batches of `small_data_batch` windows for
+    FCN_GRADIENT_STEPS steps, and the last epoch's weights, since early stopping on a
+    validation split of a few windows stops at noise; a patience of a quarter of the epochs
+    for a run that asks for early stopping (see `zoo.train.prepare`). On a large split the task's
+    own batch and epochs, with early stopping. Chosen by cross-validation inside the training
+    splits of the panel sets (`scripts/cv_defaults.py`; docs/results.md)."""
+    refit = len(task.x_train) < SMALL_DATA
+    if refit:
         batch = small_data_batch(task)
-        per_epoch = math.ceil(n / batch)
+        per_epoch = math.ceil((len(task.x_train) + len(task.x_val)) / batch)
         epochs = min(
             MAX_SMALL_DATA_EPOCHS, max(task.epochs, math.ceil(FCN_GRADIENT_STEPS / per_epoch))
         )
+    else:
+        epochs, batch = task.epochs, task.batch_size
     return {
         "epochs": epochs,
         "batch_size": batch,
         "patience": max(task.patience, epochs // 4),
+        **({"refit": True} if refit else {}),
         "learning_rate": 1e-3,
         "lr_schedule": "plateau",
         "lr_patience": max(5, epochs // FCN_PLATEAU_DIVISOR),
@@ -404,7 +407,9 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
     n = len(task.x_train)
     if n >= SMALL_DATA:
         return None
-    steps = chosen["epochs"] * math.ceil(n / chosen["batch_size"])
+    refit = bool(chosen.get("refit"))
+    windows = n + len(task.x_val) if refit else n
+    steps = chosen["epochs"] * math.ceil(windows / chosen["batch_size"])
     dropout = [f"{k.replace('_', ' ')} {chosen[k]:g}" for k in SMALL_DATA_DROPOUT if k in chosen]
     extra = f", {' and '.join(dropout)} against memorising it" if dropout else ""
     if chosen.get("lr_schedule") == "plateau":
@@ -414,6 +419,15 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
         )
     flags = ["--batch-size", "--epochs", "--patience", *(f"--{k.replace('_', '-')}" for k in
              (*SMALL_DATA_DROPOUT, "lr_schedule") if k in chosen)]  # fmt: skip
+    if refit:  # the FCN recipe: no early stopping, so no --patience
+        return (
+            f"Small training split ({n} windows, under {SMALL_DATA:,}): trained on all {windows} "
+            f"labelled windows (the {len(task.x_val)} validation ones too, so the validation "
+            f"figures are not held out) in batches of {chosen['batch_size']} for "
+            f"{chosen['epochs']} epochs ({steps:,} gradient steps), the last epoch kept{extra}; "
+            f"--early-stopping keeps the validation split apart, {', '.join(flags[:2])} and "
+            f"{', '.join(flags[3:])} choose otherwise"
+        )
     return (
         f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size "
         f"{chosen['batch_size']}, up to {chosen['epochs']} epochs ({steps:,} gradient steps), "
