@@ -554,6 +554,40 @@ def test_small_training_split_is_regularised_and_flags_override_it(tmp_path, cap
     )
 
 
+def test_fcn_models_on_a_small_split_train_on_every_window_unless_asked_to_stop_early(
+    tmp_path, capsys
+):
+    """The FCN recipe on a small split trains on the train and validation windows together
+    for FCN_GRADIENT_STEPS steps and keeps the last epoch; a flag that asks for early stopping
+    keeps the validation split apart."""
+    import math
+
+    from zoo.config import FCN_GRADIENT_STEPS, SMALL_DATA, training_defaults_for
+
+    data = small_npz(tmp_path, 40)
+    task = get_task("npz", data=data)
+    chosen = training_defaults_for(task, "lstm_fcn")
+    windows = len(task.x_train) + len(task.x_val)
+    assert chosen["refit"] is True and windows == 40
+    steps = chosen["epochs"] * math.ceil(windows / chosen["batch_size"])
+    assert FCN_GRADIENT_STEPS <= steps < FCN_GRADIENT_STEPS + math.ceil(windows / 8)
+    large = get_task("npz", data=small_npz(tmp_path, SMALL_DATA + 200))
+    assert "refit" not in training_defaults_for(large, "lstm_fcn")
+    assert "refit" not in training_defaults_for(task, "lstm")
+
+    base = ["npz", "gru_fcn", "--data", str(data), "--units", "4", "--filters", "4"]
+    config = train.configure(train.build_parser().parse_args(base))
+    train.prepare(config)
+    assert config.refit is True and not config.training().stops_early
+    note = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Small")]
+    assert len(note) == 1 and f"trained on all {windows} labelled windows" in note[0]
+    assert "--early-stopping keeps the validation split apart" in note[0]
+    for flags in (["--early-stopping"], ["--patience", "5"], ["--refit-best"]):
+        config = train.configure(train.build_parser().parse_args([*base, *flags]))
+        train.prepare(config)
+        assert not config.refit and config.training().stops_early, flags
+
+
 # ---------------------------------------------------------------- killed runs resume exactly
 
 
