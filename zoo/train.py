@@ -407,7 +407,7 @@ def prepare(config: RunConfig):
     distribute.check(config, bool(task.stateful_batch))
     chosen = training_defaults_for(task, config.model)
     if config.refit_best or config.early_stopping is not None or config.patience is not None:
-        chosen.pop("refit", None)  # early stopping asked for: the validation split stays apart
+        chosen.pop("refit", None)  # a flag on early stopping: the validation split stays apart
     if (config.lr_schedule or chosen["lr_schedule"]) != "plateau":
         chosen.pop("lr_patience", None)
     elif "lr_patience" not in chosen:
