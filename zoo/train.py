@@ -202,7 +202,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         help="stop after --patience epochs without validation gain and keep the best epoch; "
         "--no-early-stopping trains every epoch and keeps the last (as a search's "
         "best_hparams.json replays a trial: for the epochs its early stopping found) "
-        "(default: on)",
+        "(default: on; the RNN-FCN models on a small training split train with --refit "
+        "instead unless either form is given)",
     )
     p.add_argument(
         "--refit",
@@ -210,7 +211,8 @@ def build_parser(task: str | None = None, model: str | None = None) -> Parser:
         default=None,
         help="train on the train and validation splits together for exactly --epochs epochs "
         "(no early stopping; the validation figures are then not held out): a configuration "
-        "whose epochs were chosen beforehand, e.g. by cross-validation",
+        "whose epochs were chosen beforehand, e.g. by cross-validation (the RNN-FCN models' "
+        "default on a training split under 1,000 windows)",
     )
     p.add_argument(
         "--refit-best",
