@@ -420,13 +420,14 @@ def small_data_note(task: Task, chosen: dict) -> str | None:
     flags = ["--batch-size", "--epochs", "--patience", *(f"--{k.replace('_', '-')}" for k in
              (*SMALL_DATA_DROPOUT, "lr_schedule") if k in chosen)]  # fmt: skip
     if refit:  # the FCN recipe: no early stopping, so no --patience
+        kept = [flag for flag in flags if flag != "--patience"]
         return (
             f"Small training split ({n} windows, under {SMALL_DATA:,}): trained on all {windows} "
             f"labelled windows (the {len(task.x_val)} validation ones too, so the validation "
             f"figures are not held out) in batches of {chosen['batch_size']} for "
             f"{chosen['epochs']} epochs ({steps:,} gradient steps), the last epoch kept{extra}; "
-            f"--early-stopping keeps the validation split apart, {', '.join(flags[:2])} and "
-            f"{', '.join(flags[3:])} choose otherwise"
+            f"--early-stopping keeps the validation split apart, {', '.join(kept[:-1])} and "
+            f"{kept[-1]} choose otherwise"
         )
     return (
         f"Small training split ({n} windows, under {SMALL_DATA:,}): batch size "
